@@ -1,0 +1,495 @@
+"""The async driver: ``asock.socket``, whose blocking methods are coroutines.
+
+Waiting happens on the running loop's selector through ``add_reader`` /
+``add_writer``; the syscalls themselves always run in the awaiting task's own
+step (never in a loop callback), so a cancelled or timed-out receive has
+consumed nothing.  Nothing here depends on the loop's ``sock_*`` methods,
+which uvloop does not fully provide.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import math
+import socket as _stdlib
+import time
+import warnings
+from asyncio.events import _get_running_loop
+from collections.abc import Iterable
+from types import TracebackType
+from typing import Any, TypeVar, overload
+
+import _socket
+
+from . import _core
+from ._core import READ, WRITE, BusyError
+from ._resolve import resolve_address
+
+__all__ = ["socket"]
+
+T = TypeVar("T")
+
+# How many calls in a row may complete without waiting before the task yields
+# to the loop once; chosen with examples/bench (see README, "Performance").
+_BUDGET = 64
+
+_Address = Any
+_Buffer = Any
+
+
+def _wake(fut: asyncio.Future[None]) -> None:
+    if not fut.done():
+        fut.set_result(None)
+
+
+def _ceil_ms(seconds: float) -> float:
+    # Loops round timers to the millisecond (uvloop) or fire them a little
+    # early (asyncio's clock resolution); rounding up means one wake-up is
+    # enough to see the deadline passed.
+    return math.ceil(seconds * 1000.0) / 1000.0
+
+
+class socket:
+    """An always non-blocking socket whose blocking methods are coroutines.
+
+    ``socket(family=-1, type=-1, proto=-1, fileno=None)`` takes the stdlib's
+    arguments.  Receiving and sending calls are awaited; every other method is
+    the stdlib's, unchanged.  See the README for the guarantees on timeouts,
+    cancellation, ``close()`` and concurrent waiters.
+    """
+
+    __slots__ = ("_sock", "_fd", "_timeout", "_loop", "_reader", "_writer", "_ticks", "__weakref__")
+
+    _sock: _socket.socket
+    _fd: int
+    _timeout: float | None
+    _loop: asyncio.AbstractEventLoop | None
+    _reader: asyncio.Future[None] | None
+    _writer: asyncio.Future[None] | None
+    _ticks: int
+
+    def __init__(self, family: int = -1, type: int = -1, proto: int = -1, fileno: int | None = None) -> None:
+        self._adopt(_socket.socket(family, type, proto, fileno))
+
+    def _adopt(self, sock: _socket.socket) -> None:
+        sock.setblocking(False)
+        self._sock = sock
+        self._fd = sock.fileno()
+        self._timeout = _socket.getdefaulttimeout()
+        self._loop = None
+        self._reader = None
+        self._writer = None
+        self._ticks = 0
+
+    @classmethod
+    def _from_native(cls, sock: _socket.socket) -> socket:
+        self = cls.__new__(cls)
+        self._adopt(sock)
+        return self
+
+    # -- driver -----------------------------------------------------------
+
+    def _bind_loop(self) -> asyncio.AbstractEventLoop:
+        loop = asyncio.get_running_loop()
+        bound = self._loop
+        if bound is not None and bound is not loop and not bound.is_closed():
+            raise RuntimeError(
+                f"{self!r} is bound to event loop {bound!r} and cannot be used from {loop!r}"
+            )
+        self._loop = loop
+        return loop
+
+    async def _io(self, direction: int, call: Any, *args: Any) -> Any:
+        """Run one syscall now; if it would block, wait and retry (the hot path)."""
+        if self._loop is not _get_running_loop():
+            self._bind_loop()
+        if self._ticks < _BUDGET:
+            try:
+                result = call(*args)
+            except BlockingIOError:
+                if self._timeout == 0.0:
+                    raise
+            else:
+                self._ticks += 1
+                return result
+        else:
+            # Fairness: a task whose calls keep completing at once yields
+            # here, before the syscall, so no data is held across the yield.
+            self._ticks = 0
+            await asyncio.sleep(0)
+        return await self._drive(_core.attempt(direction, call, *args), call.__name__.lstrip("_"))
+
+    async def _drive(self, op: _core.Op[T], name: str) -> T:
+        """Run a core operation to completion, waiting on the loop between steps."""
+        if self._loop is not _get_running_loop():
+            self._bind_loop()
+        timeout = self._timeout
+        when: float | None = None
+        try:
+            step = op.send(None)
+            while True:
+                direction, would_block = step
+                try:
+                    if timeout is not None:
+                        if timeout == 0.0:
+                            raise would_block
+                        if when is None:
+                            when = time.monotonic() + timeout
+                        elif time.monotonic() >= when:
+                            raise _core.timed_out()
+                    await self._wait(direction, when, name)
+                except BaseException as exc:
+                    # Let the operation attach its progress (bytes_sent);
+                    # it re-raises the same exception.
+                    op.throw(exc)
+                    raise
+                step = op.send(None)
+        except StopIteration as done:
+            result: T = done.value
+            return result
+
+    async def _wait(self, direction: int, when: float | None, name: str) -> None:
+        loop = self._loop
+        assert loop is not None
+        fd = self._fd
+        if fd < 0:
+            raise _core.closed_error()
+        if direction == READ:
+            if self._reader is not None:
+                raise BusyError(f"{name}() cannot wait: another task is already waiting to receive on {self!r}")
+            fut = self._reader = loop.create_future()
+            loop.add_reader(fd, _wake, fut)
+        else:
+            if self._writer is not None:
+                raise BusyError(f"{name}() cannot wait: another task is already waiting to send on {self!r}")
+            fut = self._writer = loop.create_future()
+            loop.add_writer(fd, _wake, fut)
+        timer = None
+        if when is not None:
+            timer = loop.call_later(_ceil_ms(when - time.monotonic()), _wake, fut)
+        self._ticks = 0
+        try:
+            await fut
+        finally:
+            if timer is not None:
+                timer.cancel()
+            # close() may have taken the waiter (and the fd) already.
+            if direction == READ:
+                if self._reader is fut:
+                    self._reader = None
+                    loop.remove_reader(fd)
+            elif self._writer is fut:
+                self._writer = None
+                loop.remove_writer(fd)
+
+    def _release(self) -> int:
+        """Forget the descriptor: unregister it and fail every waiter with EBADF."""
+        fd = self._fd
+        self._fd = -1
+        loop = self._loop
+        reader, writer = self._reader, self._writer
+        self._reader = self._writer = None
+        if loop is not None and not loop.is_closed():
+            # Unregister before the descriptor is closed, so a reused fd
+            # number cannot receive this socket's stale events.
+            if reader is not None:
+                loop.remove_reader(fd)
+            if writer is not None:
+                loop.remove_writer(fd)
+        for fut in (reader, writer):
+            if fut is not None and not fut.done():
+                fut.set_exception(_core.closed_error())
+        return fd
+
+    # -- coroutines ---------------------------------------------------------
+
+    async def accept(self) -> tuple[socket, _Address]:
+        """Wait for a connection; return ``(asock.socket, address)``."""
+        fd, address = await self._io(READ, self._sock._accept)
+        sock = self._sock
+        return socket._from_native(_socket.socket(sock.family, sock.type, sock.proto, fd)), address
+
+    async def connect(self, address: _Address) -> None:
+        """Connect to ``address``; a host name is resolved off the loop."""
+        sock = self._sock
+        address = await resolve_address(sock.family, sock.type, sock.proto, address)
+        await self._drive(_core.connect(sock, address), "connect")
+
+    async def connect_ex(self, address: _Address) -> int:
+        """Like ``connect`` but return the errno instead of raising it."""
+        try:
+            await self.connect(address)
+        except (_socket.gaierror, _socket.herror):
+            raise
+        except TimeoutError as exc:
+            if exc.errno is not None:
+                return exc.errno
+            # The stdlib reports its own connect timeout as EWOULDBLOCK.
+            return errno.EWOULDBLOCK
+        except OSError as exc:
+            if exc.errno is None:
+                raise
+            return exc.errno
+        return 0
+
+    async def recv(self, bufsize: int, flags: int = 0) -> bytes:
+        """Receive up to ``bufsize`` bytes."""
+        return await self._io(READ, self._sock.recv, bufsize, flags)  # type: ignore[no-any-return]
+
+    async def recv_into(self, buffer: _Buffer, nbytes: int = 0, flags: int = 0) -> int:
+        """Receive into ``buffer``; return the number of bytes received."""
+        return await self._io(READ, self._sock.recv_into, buffer, nbytes, flags)  # type: ignore[no-any-return]
+
+    async def recvfrom(self, bufsize: int, flags: int = 0) -> tuple[bytes, _Address]:
+        """Receive up to ``bufsize`` bytes; return ``(data, address)``."""
+        return await self._io(READ, self._sock.recvfrom, bufsize, flags)  # type: ignore[no-any-return]
+
+    async def recvfrom_into(self, buffer: _Buffer, nbytes: int = 0, flags: int = 0) -> tuple[int, _Address]:
+        """Receive into ``buffer``; return ``(nbytes, address)``."""
+        return await self._io(READ, self._sock.recvfrom_into, buffer, nbytes, flags)  # type: ignore[no-any-return]
+
+    async def recvmsg(
+        self, bufsize: int, ancbufsize: int = 0, flags: int = 0
+    ) -> tuple[bytes, list[tuple[int, int, bytes]], int, _Address]:
+        """Receive data and ancillary data; return ``(data, ancdata, msg_flags, address)``."""
+        return await self._io(READ, self._sock.recvmsg, bufsize, ancbufsize, flags)  # type: ignore[no-any-return]
+
+    async def recvmsg_into(
+        self, buffers: Iterable[_Buffer], ancbufsize: int = 0, flags: int = 0
+    ) -> tuple[int, list[tuple[int, int, bytes]], int, _Address]:
+        """Scatter data into ``buffers``; return ``(nbytes, ancdata, msg_flags, address)``."""
+        # A one-shot iterable must survive the retry after a wait.
+        if not isinstance(buffers, (list, tuple)):
+            buffers = list(buffers)
+        return await self._io(READ, self._sock.recvmsg_into, buffers, ancbufsize, flags)  # type: ignore[no-any-return]
+
+    async def send(self, data: _Buffer, flags: int = 0) -> int:
+        """Send some of ``data``; return how many bytes were sent."""
+        return await self._io(WRITE, self._sock.send, data, flags)  # type: ignore[no-any-return]
+
+    async def sendall(self, data: _Buffer, flags: int = 0) -> None:
+        """Send all of ``data``; an interrupting exception carries ``bytes_sent``."""
+        # Most sends complete at once: skip the operation machinery then.
+        sock = self._sock
+        sent = 0
+        if self._loop is _get_running_loop() and self._ticks < _BUDGET:
+            try:
+                sent = sock.send(data, flags)
+            except BlockingIOError:
+                pass
+            else:
+                self._ticks += 1
+                if type(data) is bytes or type(data) is bytearray:
+                    size = len(data)
+                else:
+                    with memoryview(data) as view:
+                        size = view.nbytes
+                if sent == size:
+                    return
+                if sent:
+                    data = memoryview(data).cast("B")[sent:]
+        try:
+            await self._drive(_core.sendall(sock, data, flags), "sendall")
+        except BaseException as exc:
+            if sent:
+                exc.bytes_sent = getattr(exc, "bytes_sent", 0) + sent  # type: ignore[attr-defined]
+            raise
+
+    @overload
+    async def sendto(self, data: _Buffer, address: _Address, /) -> int: ...
+    @overload
+    async def sendto(self, data: _Buffer, flags: int, address: _Address, /) -> int: ...
+    async def sendto(self, data: _Buffer, flags_or_address: Any, address: Any = None, /) -> int:
+        """Send ``data`` to ``address``: ``sendto(data[, flags], address)``."""
+        sock = self._sock
+        if address is None:
+            target = await resolve_address(sock.family, sock.type, sock.proto, flags_or_address)
+            return await self._io(WRITE, sock.sendto, data, target)  # type: ignore[no-any-return]
+        target = await resolve_address(sock.family, sock.type, sock.proto, address)
+        return await self._io(WRITE, sock.sendto, data, flags_or_address, target)  # type: ignore[no-any-return]
+
+    async def sendmsg(
+        self,
+        buffers: Iterable[_Buffer],
+        ancdata: Iterable[tuple[int, int, _Buffer]] = (),
+        flags: int = 0,
+        address: _Address | None = None,
+    ) -> int:
+        """Send data and ancillary data; return how many bytes were sent."""
+        sock = self._sock
+        if not isinstance(buffers, (list, tuple)):
+            buffers = list(buffers)
+        if not isinstance(ancdata, (list, tuple)):
+            ancdata = list(ancdata)
+        if address is not None:
+            address = await resolve_address(sock.family, sock.type, sock.proto, address)
+        return await self._io(WRITE, sock.sendmsg, buffers, ancdata, flags, address)  # type: ignore[no-any-return]
+
+    async def sendfile(self, file: Any, offset: int = 0, count: int | None = None) -> int:
+        """Send a binary file (zero-copy where possible); return bytes sent.
+
+        The timeout covers the whole call; an interrupting exception carries
+        ``bytes_sent`` and leaves the file positioned just after them.
+        """
+        if self._timeout == 0.0:
+            raise ValueError("non-blocking sockets are not supported")
+        return await self._drive(_core.sendfile(self._sock, file, offset, count), "sendfile")
+
+    # -- plain methods ----------------------------------------------------
+
+    def close(self) -> None:
+        """Close the socket; tasks waiting on it raise ``OSError(EBADF)``."""
+        if self._fd >= 0:
+            self._release()
+        self._sock.close()
+
+    def detach(self) -> int:
+        """Release the descriptor without closing it and return it."""
+        if self._fd >= 0:
+            self._release()
+        return self._sock.detach()
+
+    def dup(self) -> socket:
+        """A new asock socket on a duplicate of the descriptor, same timeout."""
+        sock = self._sock
+        new = socket._from_native(_socket.socket(sock.family, sock.type, sock.proto, _socket.dup(self.fileno())))
+        new._timeout = self._timeout
+        return new
+
+    def fileno(self) -> int:
+        """The descriptor, or -1 once closed."""
+        return self._sock.fileno()
+
+    def bind(self, address: _Address) -> None:
+        """Bind to ``address``."""
+        self._sock.bind(address)
+
+    def listen(self, backlog: int | None = None) -> None:
+        """Start listening, with a default backlog as in the stdlib."""
+        if backlog is None:
+            self._sock.listen()
+        else:
+            self._sock.listen(backlog)
+
+    def shutdown(self, how: int) -> None:
+        """Shut down one or both halves of the connection."""
+        self._sock.shutdown(how)
+
+    def getpeername(self) -> _Address:
+        """The remote address."""
+        return self._sock.getpeername()
+
+    def getsockname(self) -> _Address:
+        """The local address."""
+        return self._sock.getsockname()
+
+    @overload
+    def getsockopt(self, level: int, optname: int) -> int: ...
+    @overload
+    def getsockopt(self, level: int, optname: int, buflen: int) -> bytes: ...
+    def getsockopt(self, level: int, optname: int, buflen: int | None = None) -> int | bytes:
+        """Read a socket option."""
+        if buflen is None:
+            return self._sock.getsockopt(level, optname)  # type: ignore[no-any-return]
+        return self._sock.getsockopt(level, optname, buflen)  # type: ignore[no-any-return]
+
+    def setsockopt(self, level: int, optname: int, value: int | _Buffer | None, optlen: int | None = None) -> None:
+        """Set a socket option (``value`` None needs ``optlen``, as in the stdlib)."""
+        if optlen is None:
+            self._sock.setsockopt(level, optname, value)
+        else:
+            self._sock.setsockopt(level, optname, value, optlen)
+
+    def get_inheritable(self) -> bool:
+        """Whether child processes inherit the descriptor."""
+        return self._sock.get_inheritable()  # type: ignore[no-any-return]
+
+    def set_inheritable(self, inheritable: bool) -> None:
+        """Set whether child processes inherit the descriptor."""
+        self._sock.set_inheritable(inheritable)
+
+    def settimeout(self, value: float | None) -> None:
+        """None waits forever, 0 never waits, t > 0 bounds each awaited call."""
+        self._timeout = _core.parse_timeout(value)
+
+    def gettimeout(self) -> float | None:
+        """The timeout in seconds, or None."""
+        return self._timeout
+
+    def setblocking(self, flag: bool) -> None:
+        """``setblocking(True)`` is ``settimeout(None)``; False is ``settimeout(0.0)``."""
+        self._timeout = None if flag else 0.0
+
+    def getblocking(self) -> bool:
+        """False only in non-blocking mode (timeout 0.0)."""
+        return self._timeout != 0.0
+
+    @property
+    def family(self) -> _stdlib.AddressFamily:
+        """The address family, as the stdlib's enum where it has one."""
+        return _convert(self._sock.family, _stdlib.AddressFamily)  # type: ignore[return-value]
+
+    @property
+    def type(self) -> _stdlib.SocketKind:
+        """The socket type, as the stdlib's enum where it has one."""
+        return _convert(self._sock.type, _stdlib.SocketKind)  # type: ignore[return-value]
+
+    @property
+    def proto(self) -> int:
+        """The protocol number."""
+        return self._sock.proto  # type: ignore[no-any-return]
+
+    # -- context managers, repr, finalizer -------------------------------
+
+    def __enter__(self) -> socket:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    async def __aenter__(self) -> socket:
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        sock = getattr(self, "_sock", None)
+        if sock is None:
+            return f"<{type(self).__module__}.{type(self).__qualname__} [uninitialized]>"
+        closed = sock.fileno() < 0
+        text = (
+            f"<asock.{type(self).__qualname__}{' [closed]' if closed else ''} fd={sock.fileno()}, "
+            f"family={self.family}, type={self.type}, proto={self.proto}"
+        )
+        if not closed:
+            for label, get in (("laddr", sock.getsockname), ("raddr", sock.getpeername)):
+                try:
+                    address = get()
+                except OSError:
+                    continue
+                if address:
+                    text += f", {label}={address}"
+        return text + ">"
+
+    def __getstate__(self) -> object:
+        raise TypeError(f"cannot pickle {type(self).__qualname__!r} object")
+
+    def __del__(self) -> None:
+        sock = getattr(self, "_sock", None)
+        if sock is None or sock.fileno() < 0:
+            return
+        warnings.warn(f"unclosed {self!r}", ResourceWarning, source=self, stacklevel=2)
+        if self._fd >= 0:
+            self._release()
+        sock.close()
+
+
+def _convert(value: int, enum: Any) -> Any:
+    try:
+        return enum(value)
+    except ValueError:
+        return value

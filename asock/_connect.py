@@ -1,0 +1,282 @@
+"""Making sockets: servers, connections, pairs, descriptors, fd passing.
+
+``create_server``, ``socketpair`` and ``fromfd`` never block, so one
+definition serves both the async socket and the sync facade (they take the
+socket class to build).  ``create_connection`` is the async one: resolution off
+the loop and RFC 8305 Happy Eyeballs.
+"""
+
+from __future__ import annotations
+
+import array
+import asyncio
+import os
+import socket as _stdlib
+import sys
+from typing import Any
+
+import _socket
+
+from . import _core
+from ._async_socket import socket
+from ._resolve import getaddrinfo
+
+__all__ = [
+    "create_connection",
+    "create_server",
+    "fromfd",
+    "make_server",
+    "make_socketpair",
+    "recv_fds",
+    "send_fds",
+    "socketpair",
+]
+
+#: Stands for "use getdefaulttimeout()" in ``create_connection``.
+_GLOBAL_DEFAULT_TIMEOUT: Any = _stdlib._GLOBAL_DEFAULT_TIMEOUT  # type: ignore[attr-defined]
+
+
+def make_server(
+    cls: Any,
+    address: Any,
+    *,
+    family: int = _socket.AF_INET,
+    backlog: int | None = None,
+    reuse_port: bool = False,
+    dualstack_ipv6: bool = False,
+) -> Any:
+    """Build a bound, listening socket of class ``cls`` (stdlib rules)."""
+    if reuse_port and not hasattr(_socket, "SO_REUSEPORT"):
+        raise ValueError("SO_REUSEPORT not supported on this platform")
+    if dualstack_ipv6:
+        if not _stdlib.has_dualstack_ipv6():
+            raise ValueError("dualstack_ipv6 not supported on this platform")
+        if family != _socket.AF_INET6:
+            raise ValueError("dualstack_ipv6 requires AF_INET6 family")
+    sock = cls(family, _socket.SOCK_STREAM)
+    try:
+        # Lets a restarted server bind while old connections sit in
+        # TIME_WAIT; unlike SO_REUSEPORT it never lets two servers share a
+        # port, so it is safe to set by default.
+        if os.name not in ("nt", "cygwin") and hasattr(_socket, "SO_REUSEADDR"):
+            try:
+                sock.setsockopt(_socket.SOL_SOCKET, _socket.SO_REUSEADDR, 1)
+            except OSError:
+                pass
+        if reuse_port:
+            sock.setsockopt(_socket.SOL_SOCKET, _socket.SO_REUSEPORT, 1)
+        if _socket.has_ipv6 and family == _socket.AF_INET6:
+            sock.setsockopt(_socket.IPPROTO_IPV6, _socket.IPV6_V6ONLY, 0 if dualstack_ipv6 else 1)
+        try:
+            sock.bind(address)
+        except OSError as err:
+            raise OSError(err.errno, f"{err.strerror} (while attempting to bind on address {address!r})") from None
+        sock.listen(backlog)
+        return sock
+    except BaseException:
+        sock.close()
+        raise
+
+
+def make_socketpair(cls: Any, family: int | None, type: int, proto: int) -> tuple[Any, Any]:
+    """A connected pair of ``cls`` sockets (AF_UNIX unless told otherwise)."""
+    if family is None:
+        family = _socket.AF_UNIX if hasattr(_socket, "AF_UNIX") else _socket.AF_INET
+    a, b = _socket.socketpair(family, type, proto)
+    try:
+        return cls(family, type, proto, a.detach()), cls(family, type, proto, b.detach())
+    finally:
+        a.close()
+        b.close()
+
+
+def create_server(
+    address: Any,
+    *,
+    family: int = _socket.AF_INET,
+    backlog: int | None = None,
+    reuse_port: bool = False,
+    dualstack_ipv6: bool = False,
+) -> socket:
+    """A listening ``asock.socket`` bound to ``address`` (``SO_REUSEADDR`` set)."""
+    result: socket = make_server(
+        socket, address, family=family, backlog=backlog, reuse_port=reuse_port, dualstack_ipv6=dualstack_ipv6
+    )
+    return result
+
+
+def socketpair(
+    family: int | None = None, type: int = _socket.SOCK_STREAM, proto: int = 0
+) -> tuple[socket, socket]:
+    """A connected pair of ``asock.socket`` objects."""
+    return make_socketpair(socket, family, type, proto)
+
+
+def fromfd(fd: int, family: int, type: int, proto: int = 0) -> socket:
+    """An ``asock.socket`` on a duplicate of ``fd`` (which is left open)."""
+    return socket(family, type, proto, _socket.dup(fd))
+
+
+async def send_fds(
+    sock: socket, buffers: Any, fds: Any, flags: int = 0, address: Any = None
+) -> int:
+    """Send ``buffers`` and the descriptors ``fds`` over an AF_UNIX socket."""
+    rights = [(_socket.SOL_SOCKET, _socket.SCM_RIGHTS, array.array("i", fds))]
+    return await sock.sendmsg(buffers, rights, flags, address)
+
+
+async def recv_fds(sock: socket, bufsize: int, maxfds: int, flags: int = 0) -> tuple[bytes, list[int], int, Any]:
+    """Receive data and up to ``maxfds`` descriptors: ``(data, fds, msg_flags, address)``.
+
+    The descriptors arrive close-on-exec (non-inheritable), like every
+    descriptor asock creates.
+    """
+    fds = array.array("i")
+    flags |= getattr(_socket, "MSG_CMSG_CLOEXEC", 0)
+    data, ancdata, msg_flags, address = await sock.recvmsg(bufsize, _socket.CMSG_LEN(maxfds * fds.itemsize), flags)
+    for level, kind, payload in ancdata:
+        if level == _socket.SOL_SOCKET and kind == _socket.SCM_RIGHTS:
+            fds.frombytes(payload[: len(payload) - (len(payload) % fds.itemsize)])
+    return data, list(fds), msg_flags, address
+
+
+def _interleave(infos: list[Any]) -> list[Any]:
+    """RFC 8305 section 4: alternate address families, first family first."""
+    by_family: dict[int, list[Any]] = {}
+    for info in infos:
+        by_family.setdefault(info[0], []).append(info)
+    queues = list(by_family.values())
+    ordered = []
+    while queues:
+        for queue in list(queues):
+            ordered.append(queue.pop(0))
+            if not queue:
+                queues.remove(queue)
+    return ordered
+
+
+async def _attempt(info: Any, source_address: Any) -> socket:
+    family, kind, proto, _, sockaddr = info
+    sock = socket(family, kind, proto)
+    try:
+        sock.settimeout(None)  # the caller bounds the whole race instead
+        if source_address:
+            sock.bind(source_address)
+        await sock.connect(sockaddr)
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
+async def create_connection(
+    address: tuple[str | None, int | str],
+    timeout: float | None = _GLOBAL_DEFAULT_TIMEOUT,
+    source_address: Any = None,
+    *,
+    all_errors: bool = False,
+    happy_eyeballs_delay: float | None = 0.25,
+) -> socket:
+    """Connect to ``(host, port)`` and return the connected ``asock.socket``.
+
+    The host name is resolved off the loop.  When it has several addresses
+    they are raced as RFC 8305 ("Happy Eyeballs") describes: families
+    alternate, and each next attempt starts when the previous one fails or
+    after ``happy_eyeballs_delay`` seconds (None: one attempt at a time).  The
+    first connection to succeed wins and the others are closed.
+
+    ``timeout`` (default: ``getdefaulttimeout()``) bounds the whole call,
+    resolution included, and becomes the returned socket's timeout.  When every
+    attempt fails, the first address's error is raised, or with
+    ``all_errors=True`` an ``ExceptionGroup`` of all of them.
+    """
+    if timeout is _GLOBAL_DEFAULT_TIMEOUT:
+        timeout = _socket.getdefaulttimeout()
+    else:
+        timeout = _core.parse_timeout(timeout)
+    host, port = address
+    loop = asyncio.get_running_loop()
+    deadline = None if timeout is None else loop.time() + timeout
+    lookup = asyncio.ensure_future(getaddrinfo(host, port, 0, _socket.SOCK_STREAM))
+    try:
+        if timeout is not None:
+            done, _ = await asyncio.wait([lookup], timeout=timeout)
+            if not done:
+                raise _core.timed_out()
+        infos = await lookup
+    finally:
+        lookup.cancel()
+    if not infos:
+        raise OSError("getaddrinfo returns an empty list")
+    infos = _interleave(infos)
+    sock, errors = await _race(loop, infos, source_address, happy_eyeballs_delay, deadline)
+    if sock is not None:
+        sock.settimeout(timeout)
+        return sock
+    if not errors:
+        raise _core.timed_out()
+    if all_errors:
+        raise _exception_group("create_connection failed", errors)
+    raise errors[0]
+
+
+async def _race(
+    loop: asyncio.AbstractEventLoop,
+    infos: list[Any],
+    source_address: Any,
+    delay: float | None,
+    deadline: float | None,
+) -> tuple[socket | None, list[OSError]]:
+    """Run staggered attempts; return the winner, or every attempt's error in order."""
+    tasks: list[asyncio.Task[socket]] = []
+    winner: socket | None = None
+    start_next = True
+    try:
+        while winner is None:
+            wait_for = None if deadline is None else deadline - loop.time()
+            if wait_for is not None and wait_for <= 0:
+                return None, []
+            if start_next and len(tasks) < len(infos):
+                tasks.append(loop.create_task(_attempt(infos[len(tasks)], source_address)))
+                start_next = False
+            running = [task for task in tasks if not task.done()]
+            if not running:
+                if len(tasks) == len(infos):
+                    break
+                start_next = True
+                continue
+            if delay is not None and len(tasks) < len(infos):
+                wait_for = delay if wait_for is None else min(wait_for, delay)
+            done, _ = await asyncio.wait(running, timeout=wait_for, return_when=asyncio.FIRST_COMPLETED)
+            # Nothing finished: the delay ran out, so start the next attempt.
+            # An attempt failed: start the next one at once (RFC 8305 5.).
+            start_next = True
+            for task in done:
+                if task.exception() is None:
+                    winner = task.result()
+                    break
+    finally:
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            await asyncio.wait(tasks)
+        for task in tasks:
+            if not task.cancelled() and task.exception() is None and task.result() is not winner:
+                task.result().close()
+    errors: list[OSError] = []
+    for task in tasks:
+        exc = None if task.cancelled() else task.exception()
+        if isinstance(exc, OSError):
+            errors.append(exc)
+        elif exc is not None:
+            raise exc
+    return winner, errors
+
+
+def _exception_group(message: str, errors: list[OSError]) -> BaseException:
+    if sys.version_info >= (3, 11):
+        return ExceptionGroup(message, errors)  # noqa: F821
+    # Python 3.10 has no ExceptionGroup: keep every error reachable.
+    err = OSError(f"{message}: " + "; ".join(str(e) for e in errors))
+    err.exceptions = errors  # type: ignore[attr-defined]
+    return err

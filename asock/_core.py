@@ -1,0 +1,244 @@
+"""The operation core: what each I/O operation does, with no idea of how to wait.
+
+Every operation here runs against a native socket that is always non-blocking.
+A single-syscall operation is just the native method plus the direction it
+waits for; a multi-step one (``sendall``, ``connect``, ``sendfile``) is a
+generator that attempts its syscall and, when that would block, yields a
+``Step``: the readiness it needs (``READ`` or ``WRITE``) and the
+``BlockingIOError`` the kernel gave.  The caller (a *driver*) waits however it
+likes, then resumes the generator, which retries.  When the driver gives up
+(timeout, cancellation, close, non-blocking mode) it throws the exception into
+the generator, so the operation can record its progress (``bytes_sent``)
+before the exception leaves.
+
+This module never imports asyncio: the async driver and the sync facade share
+it unchanged.
+"""
+
+from __future__ import annotations
+
+import errno
+import io
+import math
+import operator
+import os
+import time
+from collections.abc import Callable, Generator
+from typing import Any, TypeVar
+
+import _socket
+
+__all__ = [
+    "READ",
+    "WRITE",
+    "BusyError",
+    "Op",
+    "Step",
+    "attempt",
+    "check_sendfile_args",
+    "closed_error",
+    "connect",
+    "deadline",
+    "parse_timeout",
+    "remaining",
+    "sendall",
+    "sendfile",
+    "timed_out",
+]
+
+T = TypeVar("T")
+
+#: Directions, with the values ``selectors.EVENT_READ`` / ``EVENT_WRITE`` use.
+READ = 1
+WRITE = 2
+
+Step = tuple[int, BlockingIOError]
+Op = Generator[Step, None, T]
+
+# Matches the C-level limit of CPython's _PyTime_t (int64 nanoseconds).
+_MAX_TIMEOUT = (2**63 - 1) / 1e9
+
+
+class BusyError(RuntimeError):
+    """Another task is already waiting on this socket in the same direction.
+
+    asyncio's ``add_reader`` keeps a single callback per descriptor, so a
+    second waiter would silently replace the first and leave it hanging
+    forever.  asock refuses the second waiter instead: at most one task may
+    wait to receive (``accept``, ``recv*``) and one to send (``send*``,
+    ``connect``) on a socket at any time.
+    """
+
+
+def closed_error() -> OSError:
+    """The error every call on a closed socket raises, as the stdlib's does."""
+    return OSError(errno.EBADF, os.strerror(errno.EBADF))
+
+
+def timed_out() -> TimeoutError:
+    """The stdlib's timeout exception: ``TimeoutError("timed out")``."""
+    return TimeoutError("timed out")
+
+
+def parse_timeout(value: object) -> float | None:
+    """Validate a timeout the way ``socket.settimeout`` does, same messages."""
+    if value is None:
+        return None
+    if isinstance(value, float):
+        if math.isnan(value):
+            raise ValueError("Invalid value NaN (not a number)")
+        seconds = value
+        if seconds > _MAX_TIMEOUT or seconds < -_MAX_TIMEOUT:
+            raise OverflowError("timestamp out of range for platform time_t")
+    else:
+        # operator.index semantics give the stdlib's TypeError wording for
+        # strings and other non-numbers.
+        seconds = float(operator.index(value))  # type: ignore[arg-type]
+        if seconds > _MAX_TIMEOUT or seconds < -_MAX_TIMEOUT:
+            raise OverflowError("timestamp too large to convert to C _PyTime_t")
+    if seconds < 0:
+        raise ValueError("Timeout value out of range")
+    return seconds
+
+
+def deadline(timeout: float | None) -> float | None:
+    """The monotonic instant a call with this timeout must end by."""
+    return None if timeout is None else time.monotonic() + timeout
+
+
+def remaining(when: float | None) -> float | None:
+    """Seconds left until ``when`` (never negative), or None for no deadline."""
+    if when is None:
+        return None
+    return max(0.0, when - time.monotonic())
+
+
+def attempt(direction: int, call: Callable[..., T], *args: Any) -> Op[T]:
+    """A single syscall, retried after every wait until it stops blocking."""
+    while True:
+        try:
+            return call(*args)
+        except BlockingIOError as exc:
+            yield direction, exc
+
+
+def sendall(sock: _socket.socket, data: Any, flags: int = 0) -> Op[None]:
+    """Send every byte of ``data``; an exception leaving it has ``bytes_sent``."""
+    with memoryview(data) as view, view.cast("B") as octets:
+        total = len(octets)
+        sent = 0
+        try:
+            while sent < total:
+                try:
+                    sent += sock.send(octets[sent:], flags)
+                except BlockingIOError as exc:
+                    yield WRITE, exc
+        except BaseException as exc:
+            exc.bytes_sent = sent  # type: ignore[attr-defined]
+            raise
+
+
+def connect(sock: _socket.socket, address: Any) -> Op[None]:
+    """Connect, completing a non-blocking connect through ``SO_ERROR``."""
+    while True:
+        try:
+            sock.connect(address)
+            return
+        except BlockingIOError as exc:
+            in_progress = exc.errno == errno.EINPROGRESS
+            yield WRITE, exc
+        except InterruptedError:
+            # A signal interrupted connect(): the attempt carries on in the
+            # kernel, so wait for it rather than starting another one.
+            in_progress = True
+            yield WRITE, BlockingIOError(errno.EINPROGRESS, os.strerror(errno.EINPROGRESS))
+        if in_progress:
+            break
+        # EAGAIN from an AF_UNIX connect means the listener's backlog is
+        # full: nothing is in progress, so try connecting again.
+    err = sock.getsockopt(_socket.SOL_SOCKET, _socket.SO_ERROR)
+    if err:
+        raise OSError(err, os.strerror(err))
+
+
+def check_sendfile_args(sock_type: int, file: Any, offset: int, count: int | None) -> None:
+    """The stdlib's argument rules for ``sendfile``, with its messages."""
+    if "b" not in getattr(file, "mode", "b"):
+        raise ValueError("file should be opened in binary mode")
+    if not sock_type & _socket.SOCK_STREAM:
+        raise ValueError("only SOCK_STREAM type sockets are supported")
+    if count is not None:
+        if not isinstance(count, int):
+            raise TypeError(f"count must be a positive integer (got {count!r})")
+        if count <= 0:
+            raise ValueError(f"count must be a positive integer (got {count!r})")
+
+
+# os.sendfile takes at most this much at once on some kernels (bpo-38319).
+_SENDFILE_CHUNK = 2**30
+_SEND_CHUNK = 65536
+
+
+def sendfile(sock: _socket.socket, file: Any, offset: int = 0, count: int | None = None) -> Op[int]:
+    """Send ``file`` from ``offset`` until EOF or ``count`` bytes.
+
+    Zero-copy ``os.sendfile`` where the file allows it, otherwise reads and
+    ``send``.  The file position ends just past the last byte sent, also when
+    an exception (with ``bytes_sent``) leaves the call.
+    """
+    check_sendfile_args(sock.type, file, offset, count)
+    sent = 0
+    try:
+        fileno = _regular_fileno(file)
+        if fileno is not None:
+            while count is None or sent < count:
+                want = _SENDFILE_CHUNK if count is None else min(count - sent, _SENDFILE_CHUNK)
+                try:
+                    n = os.sendfile(sock.fileno(), fileno, offset + sent, want)
+                except BlockingIOError as exc:
+                    yield WRITE, exc
+                    continue
+                except OSError:
+                    if sent:
+                        raise
+                    fileno = None  # not an mmap-able file: fall back to send()
+                    break
+                if n == 0:
+                    break  # EOF
+                sent += n
+            if fileno is not None:
+                return sent
+        if offset:
+            file.seek(offset)
+        while count is None or sent < count:
+            want = _SEND_CHUNK if count is None else min(count - sent, _SEND_CHUNK)
+            block = file.read(want)
+            if not block:
+                break
+            with memoryview(block) as view:
+                done = 0
+                while done < len(view):
+                    try:
+                        n = sock.send(view[done:])
+                    except BlockingIOError as exc:
+                        yield WRITE, exc
+                        continue
+                    done += n
+                    sent += n
+        return sent
+    except BaseException as exc:
+        exc.bytes_sent = sent  # type: ignore[attr-defined]
+        raise
+    finally:
+        if sent and hasattr(file, "seek"):
+            file.seek(offset + sent)
+
+
+def _regular_fileno(file: Any) -> int | None:
+    try:
+        fileno: int = file.fileno()
+        if os.fstat(fileno).st_size == 0:
+            return None
+    except (AttributeError, io.UnsupportedOperation, OSError):
+        return None
+    return fileno
