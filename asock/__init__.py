@@ -8,19 +8,33 @@ asynchronous.  ``asock.sync`` is a drop-in replacement for the stdlib module
 built on the same non-blocking core.
 """
 
-from socket import *  # noqa: F403  (constants, exceptions and pure helpers, unchanged)
-from socket import __all__ as _stdlib_names
+from typing import TYPE_CHECKING
 
-from ._async_socket import socket
-from ._connect import create_connection, create_server, fromfd, recv_fds, send_fds, socketpair
-from ._core import BusyError
-from ._resolve import getaddrinfo, getfqdn, gethostbyaddr, gethostbyname, gethostbyname_ex, getnameinfo
-
-#: The socket class, under the stdlib's other name for it.
-SocketType = socket
+from ._async_socket import SocketType as SocketType
+from ._async_socket import socket as socket
+from ._connect import create_connection as create_connection
+from ._connect import create_server as create_server
+from ._connect import fromfd as fromfd
+from ._connect import recv_fds as recv_fds
+from ._connect import send_fds as send_fds
+from ._connect import socketpair as socketpair
+from ._core import BusyError as BusyError
+from ._resolve import getaddrinfo as getaddrinfo
+from ._resolve import getfqdn as getfqdn
+from ._resolve import gethostbyaddr as gethostbyaddr
+from ._resolve import gethostbyname as gethostbyname
+from ._resolve import gethostbyname_ex as gethostbyname_ex
+from ._resolve import getnameinfo as getnameinfo
+from ._stdlib import *  # type: ignore[assignment]  # noqa: F403  (asock's own names above win)
 
 __version__ = "0.1.0"
 
-__all__ = sorted({*_stdlib_names, "BusyError", "getfqdn"} - {"fromshare"})
+if not TYPE_CHECKING:
+    from . import _stdlib
 
-del _stdlib_names
+    __all__ = sorted(
+        {*_stdlib.__all__, "BusyError", "SocketType", "socket", "socketpair", "fromfd", "create_connection",
+         "create_server", "send_fds", "recv_fds", "getaddrinfo", "getnameinfo", "gethostbyname",
+         "gethostbyname_ex", "gethostbyaddr", "getfqdn"}
+    )
+    del _stdlib

@@ -9,18 +9,17 @@ which uvloop does not fully provide.
 
 from __future__ import annotations
 
+import _socket
 import asyncio
 import errno
 import math
+import os
 import socket as _stdlib
 import time
 import warnings
 from asyncio.events import _get_running_loop
 from collections.abc import Iterable
-from types import TracebackType
 from typing import Any, TypeVar, overload
-
-import _socket
 
 from . import _core
 from ._core import READ, WRITE, BusyError
@@ -59,7 +58,7 @@ class socket:
     cancellation, ``close()`` and concurrent waiters.
     """
 
-    __slots__ = ("_sock", "_fd", "_timeout", "_loop", "_reader", "_writer", "_ticks", "__weakref__")
+    __slots__ = ("__weakref__", "_fd", "_loop", "_reader", "_sock", "_ticks", "_timeout", "_writer")
 
     _sock: _socket.socket
     _fd: int
@@ -206,7 +205,7 @@ class socket:
 
     async def accept(self) -> tuple[socket, _Address]:
         """Wait for a connection; return ``(asock.socket, address)``."""
-        fd, address = await self._io(READ, self._sock._accept)
+        fd, address = await self._io(READ, self._sock._accept)  # type: ignore[attr-defined]
         sock = self._sock
         return socket._from_native(_socket.socket(sock.family, sock.type, sock.proto, fd)), address
 
@@ -391,10 +390,10 @@ class socket:
     def getsockopt(self, level: int, optname: int, buflen: int | None = None) -> int | bytes:
         """Read a socket option."""
         if buflen is None:
-            return self._sock.getsockopt(level, optname)  # type: ignore[no-any-return]
-        return self._sock.getsockopt(level, optname, buflen)  # type: ignore[no-any-return]
+            return self._sock.getsockopt(level, optname)
+        return self._sock.getsockopt(level, optname, buflen)
 
-    def setsockopt(self, level: int, optname: int, value: int | _Buffer | None, optlen: int | None = None) -> None:
+    def setsockopt(self, level: int, optname: int, value: Any, optlen: int | None = None) -> None:
         """Set a socket option (``value`` None needs ``optlen``, as in the stdlib)."""
         if optlen is None:
             self._sock.setsockopt(level, optname, value)
@@ -403,11 +402,11 @@ class socket:
 
     def get_inheritable(self) -> bool:
         """Whether child processes inherit the descriptor."""
-        return self._sock.get_inheritable()  # type: ignore[no-any-return]
+        return os.get_inheritable(self.fileno())
 
     def set_inheritable(self, inheritable: bool) -> None:
         """Set whether child processes inherit the descriptor."""
-        self._sock.set_inheritable(inheritable)
+        os.set_inheritable(self.fileno(), inheritable)
 
     def settimeout(self, value: float | None) -> None:
         """None waits forever, 0 never waits, t > 0 bounds each awaited call."""
@@ -428,17 +427,19 @@ class socket:
     @property
     def family(self) -> _stdlib.AddressFamily:
         """The address family, as the stdlib's enum where it has one."""
-        return _convert(self._sock.family, _stdlib.AddressFamily)  # type: ignore[return-value]
+        family: _stdlib.AddressFamily = _convert(self._sock.family, _stdlib.AddressFamily)
+        return family
 
     @property
     def type(self) -> _stdlib.SocketKind:
         """The socket type, as the stdlib's enum where it has one."""
-        return _convert(self._sock.type, _stdlib.SocketKind)  # type: ignore[return-value]
+        kind: _stdlib.SocketKind = _convert(self._sock.type, _stdlib.SocketKind)
+        return kind
 
     @property
     def proto(self) -> int:
         """The protocol number."""
-        return self._sock.proto  # type: ignore[no-any-return]
+        return self._sock.proto
 
     # -- context managers, repr, finalizer -------------------------------
 
@@ -451,9 +452,7 @@ class socket:
     async def __aenter__(self) -> socket:
         return self
 
-    async def __aexit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
+    async def __aexit__(self, *exc_info: object) -> None:
         self.close()
 
     def __repr__(self) -> str:
@@ -493,3 +492,7 @@ def _convert(value: int, enum: Any) -> Any:
         return enum(value)
     except ValueError:
         return value
+
+
+#: The socket class, under the stdlib's other name for it.
+SocketType = socket

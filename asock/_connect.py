@@ -8,14 +8,13 @@ the loop and RFC 8305 Happy Eyeballs.
 
 from __future__ import annotations
 
+import _socket
 import array
 import asyncio
 import os
 import socket as _stdlib
 import sys
 from typing import Any
-
-import _socket
 
 from . import _core
 from ._async_socket import socket
@@ -190,10 +189,7 @@ async def create_connection(
     attempt fails, the first address's error is raised, or with
     ``all_errors=True`` an ``ExceptionGroup`` of all of them.
     """
-    if timeout is _GLOBAL_DEFAULT_TIMEOUT:
-        timeout = _socket.getdefaulttimeout()
-    else:
-        timeout = _core.parse_timeout(timeout)
+    timeout = _socket.getdefaulttimeout() if timeout is _GLOBAL_DEFAULT_TIMEOUT else _core.parse_timeout(timeout)
     host, port = address
     loop = asyncio.get_running_loop()
     deadline = None if timeout is None else loop.time() + timeout

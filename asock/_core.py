@@ -17,6 +17,7 @@ it unchanged.
 
 from __future__ import annotations
 
+import _socket
 import errno
 import io
 import math
@@ -25,8 +26,6 @@ import os
 import time
 from collections.abc import Callable, Generator
 from typing import Any, TypeVar
-
-import _socket
 
 __all__ = [
     "READ",

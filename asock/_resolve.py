@@ -7,12 +7,11 @@ stdlib's on every loop, uvloop included.
 
 from __future__ import annotations
 
+import _socket
 import asyncio
 import functools
 import socket as _stdlib
 from typing import Any
-
-import _socket
 
 __all__ = [
     "getaddrinfo",
