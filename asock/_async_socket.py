@@ -17,6 +17,7 @@ import os
 import socket as _stdlib
 import time
 import warnings
+import weakref
 from asyncio.events import _get_running_loop
 from collections.abc import Iterable
 from typing import Any, TypeVar, overload
@@ -42,6 +43,26 @@ def _wake(fut: asyncio.Future[None]) -> None:
         fut.set_result(None)
 
 
+def _on_readable(ref: weakref.ref[socket]) -> None:
+    sock = ref()
+    if sock is not None:
+        fut = sock._reader
+        if fut is None:
+            sock._unwatch(READ)
+        elif not fut.done():
+            fut.set_result(None)
+
+
+def _on_writable(ref: weakref.ref[socket]) -> None:
+    sock = ref()
+    if sock is not None:
+        fut = sock._writer
+        if fut is None:
+            sock._unwatch(WRITE)
+        elif not fut.done():
+            fut.set_result(None)
+
+
 def _ceil_ms(seconds: float) -> float:
     # Loops round timers to the millisecond (uvloop) or fire them a little
     # early (asyncio's clock resolution); rounding up means one wake-up is
@@ -58,7 +79,7 @@ class socket:
     cancellation, ``close()`` and concurrent waiters.
     """
 
-    __slots__ = ("__weakref__", "_fd", "_loop", "_reader", "_sock", "_ticks", "_timeout", "_writer")
+    __slots__ = ("__weakref__", "_fd", "_loop", "_reader", "_ref", "_sock", "_ticks", "_timeout", "_watching", "_writer")
 
     _sock: _socket.socket
     _fd: int
@@ -67,6 +88,8 @@ class socket:
     _reader: asyncio.Future[None] | None
     _writer: asyncio.Future[None] | None
     _ticks: int
+    _watching: int
+    _ref: weakref.ref[socket] | None
 
     def __init__(self, family: int = -1, type: int = -1, proto: int = -1, fileno: int | None = None) -> None:
         self._adopt(_socket.socket(family, type, proto, fileno))
@@ -80,6 +103,8 @@ class socket:
         self._reader = None
         self._writer = None
         self._ticks = 0
+        self._watching = 0
+        self._ref = None
 
     @classmethod
     def _from_native(cls, sock: _socket.socket) -> socket:
@@ -92,10 +117,12 @@ class socket:
     def _bind_loop(self) -> asyncio.AbstractEventLoop:
         loop = asyncio.get_running_loop()
         bound = self._loop
-        if bound is not None and bound is not loop and not bound.is_closed():
-            raise RuntimeError(
-                f"{self!r} is bound to event loop {bound!r} and cannot be used from {loop!r}"
-            )
+        if bound is not None and bound is not loop:
+            if not bound.is_closed():
+                raise RuntimeError(
+                    f"{self!r} is bound to event loop {bound!r} and cannot be used from {loop!r}"
+                )
+            self._watching = 0  # the closed loop's selector took them along
         self._loop = loop
         return loop
 
@@ -103,24 +130,32 @@ class socket:
         """Run one syscall now; if it would block, wait and retry (the hot path)."""
         if self._loop is not _get_running_loop():
             self._bind_loop()
-        if self._ticks < _BUDGET:
-            try:
-                result = call(*args)
-            except BlockingIOError:
-                if self._timeout == 0.0:
-                    raise
-            else:
-                self._ticks += 1
-                return result
-        else:
+        if self._ticks >= _BUDGET:
             # Fairness: a task whose calls keep completing at once yields
             # here, before the syscall, so no data is held across the yield.
             self._ticks = 0
             await asyncio.sleep(0)
-        return await self._drive(_core.attempt(direction, call, *args), call.__name__.lstrip("_"))
+        try:
+            result = call(*args)
+        except BlockingIOError:
+            if self._timeout == 0.0:
+                raise
+        else:
+            self._ticks += 1
+            return result
+        timeout = self._timeout
+        when = None if timeout is None else time.monotonic() + timeout
+        while True:
+            await self._wait(direction, when, call)
+            # Readiness is a hint: the syscall decides, and may block again.
+            try:
+                return call(*args)
+            except BlockingIOError:
+                if when is not None and time.monotonic() >= when:
+                    raise _core.timed_out() from None
 
     async def _drive(self, op: _core.Op[T], name: str) -> T:
-        """Run a core operation to completion, waiting on the loop between steps."""
+        """Run a multi-step core operation, waiting on the loop between steps."""
         if self._loop is not _get_running_loop():
             self._bind_loop()
         timeout = self._timeout
@@ -148,22 +183,32 @@ class socket:
             result: T = done.value
             return result
 
-    async def _wait(self, direction: int, when: float | None, name: str) -> None:
+    async def _wait(self, direction: int, when: float | None, what: Any) -> None:
+        """Wait until the loop reports the descriptor ready, ``when`` passes, or close()."""
         loop = self._loop
         assert loop is not None
         fd = self._fd
         if fd < 0:
             raise _core.closed_error()
+        fut = loop.create_future()
+        # The descriptor stays registered between waits: re-registering on
+        # every wait costs two epoll_ctl calls, and a connection that waits
+        # once per request would pay them on every request.  A readiness
+        # report that finds nobody waiting unregisters it instead.
         if direction == READ:
             if self._reader is not None:
-                raise BusyError(f"{name}() cannot wait: another task is already waiting to receive on {self!r}")
-            fut = self._reader = loop.create_future()
-            loop.add_reader(fd, _wake, fut)
+                raise BusyError(self._busy_message(what, "receive"))
+            self._reader = fut
+            if not self._watching & READ:
+                loop.add_reader(fd, _on_readable, self._weak())
+                self._watching |= READ
         else:
             if self._writer is not None:
-                raise BusyError(f"{name}() cannot wait: another task is already waiting to send on {self!r}")
-            fut = self._writer = loop.create_future()
-            loop.add_writer(fd, _wake, fut)
+                raise BusyError(self._busy_message(what, "send"))
+            self._writer = fut
+            if not self._watching & WRITE:
+                loop.add_writer(fd, _on_writable, self._weak())
+                self._watching |= WRITE
         timer = None
         if when is not None:
             timer = loop.call_later(_ceil_ms(when - time.monotonic()), _wake, fut)
@@ -173,33 +218,48 @@ class socket:
         finally:
             if timer is not None:
                 timer.cancel()
-            # close() may have taken the waiter (and the fd) already.
+            # close() may have taken the waiter already.
             if direction == READ:
                 if self._reader is fut:
                     self._reader = None
-                    loop.remove_reader(fd)
             elif self._writer is fut:
                 self._writer = None
-                loop.remove_writer(fd)
 
-    def _release(self) -> int:
-        """Forget the descriptor: unregister it and fail every waiter with EBADF."""
-        fd = self._fd
-        self._fd = -1
+    def _weak(self) -> weakref.ref[socket]:
+        # The loop holds only a weak reference, so a socket that is dropped
+        # while registered is still collected (and warned about).
+        ref = self._ref
+        if ref is None:
+            ref = self._ref = weakref.ref(self)
+        return ref
+
+    def _busy_message(self, what: Any, verb: str) -> str:
+        name = what if isinstance(what, str) else what.__name__.lstrip("_")
+        return f"{name}() cannot wait: another task is already waiting to {verb} on {self!r}"
+
+    def _unwatch(self, direction: int) -> None:
         loop = self._loop
+        self._watching &= ~direction
+        if loop is not None and not loop.is_closed():
+            if direction == READ:
+                loop.remove_reader(self._fd)
+            else:
+                loop.remove_writer(self._fd)
+
+    def _release(self) -> None:
+        """Forget the descriptor: unregister it and fail every waiter with EBADF."""
+        # Unregister before the descriptor is closed, so a reused fd number
+        # cannot receive this socket's stale events.
+        if self._watching & READ:
+            self._unwatch(READ)
+        if self._watching & WRITE:
+            self._unwatch(WRITE)
+        self._fd = -1
         reader, writer = self._reader, self._writer
         self._reader = self._writer = None
-        if loop is not None and not loop.is_closed():
-            # Unregister before the descriptor is closed, so a reused fd
-            # number cannot receive this socket's stale events.
-            if reader is not None:
-                loop.remove_reader(fd)
-            if writer is not None:
-                loop.remove_writer(fd)
         for fut in (reader, writer):
             if fut is not None and not fut.done():
                 fut.set_exception(_core.closed_error())
-        return fd
 
     # -- coroutines ---------------------------------------------------------
 
