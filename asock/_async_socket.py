@@ -398,8 +398,22 @@ class socket:
     # -- plain methods ----------------------------------------------------
 
     def close(self) -> None:
-        """Close the socket; tasks waiting on it raise ``OSError(EBADF)``."""
+        """Close the socket; tasks waiting on it raise ``OSError(EBADF)``.
+
+        From a thread other than that of the loop using the socket, the close
+        is handed to the loop's thread (selectors are not thread-safe) and
+        happens at its next iteration.
+        """
         if self._fd >= 0:
+            loop = self._loop
+            if (
+                loop is not None
+                and (self._watching or self._reader is not None or self._writer is not None)
+                and loop.is_running()
+                and _get_running_loop() is not loop
+            ):
+                loop.call_soon_threadsafe(self.close)
+                return
             self._release()
         self._sock.close()
 
