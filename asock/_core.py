@@ -138,26 +138,37 @@ def sendall(sock: _socket.socket, data: Any, flags: int = 0) -> Op[None]:
 
 
 def connect(sock: _socket.socket, address: Any) -> Op[None]:
-    """Connect, completing a non-blocking connect through ``SO_ERROR``."""
+    """Connect; a connect left in progress is finished through ``SO_ERROR``."""
     while True:
         try:
             sock.connect(address)
             return
         except BlockingIOError as exc:
-            in_progress = exc.errno == errno.EINPROGRESS
-            yield WRITE, exc
+            pending = exc
+            if exc.errno == errno.EAGAIN:
+                # An AF_UNIX listener with a full backlog: nothing is in
+                # progress, so connect again once there may be room.
+                yield WRITE, exc
+                continue
         except InterruptedError:
             # A signal interrupted connect(): the attempt carries on in the
             # kernel, so wait for it rather than starting another one.
-            in_progress = True
-            yield WRITE, BlockingIOError(errno.EINPROGRESS, os.strerror(errno.EINPROGRESS))
-        if in_progress:
-            break
-        # EAGAIN from an AF_UNIX connect means the listener's backlog is
-        # full: nothing is in progress, so try connecting again.
-    err = sock.getsockopt(_socket.SOL_SOCKET, _socket.SO_ERROR)
-    if err:
-        raise OSError(err, os.strerror(err))
+            pending = BlockingIOError(errno.EINPROGRESS, os.strerror(errno.EINPROGRESS))
+        break
+    while True:
+        yield WRITE, pending
+        err = sock.getsockopt(_socket.SOL_SOCKET, _socket.SO_ERROR)
+        if err:
+            raise OSError(err, os.strerror(err))
+        # A wake-up is only a hint (a deadline timer or a spurious report
+        # also wakes us): the connection is made once it has a peer.
+        try:
+            sock.getpeername()
+        except OSError as exc:
+            if exc.errno != errno.ENOTCONN:
+                raise
+            continue
+        return
 
 
 def check_sendfile_args(sock_type: int, file: Any, offset: int, count: int | None) -> None:
