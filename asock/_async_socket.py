@@ -34,6 +34,12 @@ T = TypeVar("T")
 # to the loop once; chosen with examples/bench (see README, "Performance").
 _BUDGET = 64
 
+# Sending to a peer that has gone raises BrokenPipeError instead of raising
+# SIGPIPE, even where a program has restored SIGPIPE's default action (which
+# would kill the process).  Python ignores SIGPIPE at start-up; this does not
+# depend on it.
+_NOSIGNAL: int = getattr(_socket, "MSG_NOSIGNAL", 0)
+
 _Address = Any
 _Buffer = Any
 
@@ -325,7 +331,7 @@ class socket:
 
     async def send(self, data: _Buffer, flags: int = 0) -> int:
         """Send some of ``data``; return how many bytes were sent."""
-        return await self._io(WRITE, self._sock.send, data, flags)  # type: ignore[no-any-return]
+        return await self._io(WRITE, self._sock.send, data, flags | _NOSIGNAL)  # type: ignore[no-any-return]
 
     async def sendall(self, data: _Buffer, flags: int = 0) -> None:
         """Send all of ``data``; an interrupting exception carries ``bytes_sent``."""
@@ -334,7 +340,7 @@ class socket:
         sent = 0
         if self._loop is _get_running_loop() and self._ticks < _BUDGET:
             try:
-                sent = sock.send(data, flags)
+                sent = sock.send(data, flags | _NOSIGNAL)
             except BlockingIOError:
                 pass
             else:
@@ -349,7 +355,7 @@ class socket:
                 if sent:
                     data = memoryview(data).cast("B")[sent:]
         try:
-            await self._drive(_core.sendall(sock, data, flags), "sendall")
+            await self._drive(_core.sendall(sock, data, flags | _NOSIGNAL), "sendall")
         except BaseException as exc:
             if sent:
                 exc.bytes_sent = getattr(exc, "bytes_sent", 0) + sent  # type: ignore[attr-defined]
@@ -364,9 +370,9 @@ class socket:
         sock = self._sock
         if address is None:
             target = await resolve_address(sock.family, sock.type, sock.proto, flags_or_address)
-            return await self._io(WRITE, sock.sendto, data, target)  # type: ignore[no-any-return]
+            return await self._io(WRITE, sock.sendto, data, _NOSIGNAL, target)  # type: ignore[no-any-return]
         target = await resolve_address(sock.family, sock.type, sock.proto, address)
-        return await self._io(WRITE, sock.sendto, data, flags_or_address, target)  # type: ignore[no-any-return]
+        return await self._io(WRITE, sock.sendto, data, flags_or_address | _NOSIGNAL, target)  # type: ignore[no-any-return]
 
     async def sendmsg(
         self,
@@ -383,7 +389,7 @@ class socket:
             ancdata = list(ancdata)
         if address is not None:
             address = await resolve_address(sock.family, sock.type, sock.proto, address)
-        return await self._io(WRITE, sock.sendmsg, buffers, ancdata, flags, address)  # type: ignore[no-any-return]
+        return await self._io(WRITE, sock.sendmsg, buffers, ancdata, flags | _NOSIGNAL, address)  # type: ignore[no-any-return]
 
     async def sendfile(self, file: Any, offset: int = 0, count: int | None = None) -> int:
         """Send a binary file (zero-copy where possible); return bytes sent.
