@@ -85,7 +85,18 @@ class socket:
     cancellation, ``close()`` and concurrent waiters.
     """
 
-    __slots__ = ("__weakref__", "_fd", "_loop", "_reader", "_ref", "_sock", "_ticks", "_timeout", "_watching", "_writer")
+    __slots__ = (
+        "__weakref__",
+        "_fd",
+        "_loop",
+        "_reader",
+        "_ref",
+        "_sock",
+        "_ticks",
+        "_timeout",
+        "_watching",
+        "_writer",
+    )
 
     _sock: _socket.socket
     _fd: int
