@@ -25,7 +25,14 @@ from ._resolve import gethostbyaddr as gethostbyaddr
 from ._resolve import gethostbyname as gethostbyname
 from ._resolve import gethostbyname_ex as gethostbyname_ex
 from ._resolve import getnameinfo as getnameinfo
+from ._serve import Server as Server
+from ._serve import serve as serve
+from ._serve import start_server as start_server
 from ._stdlib import *  # type: ignore[assignment]  # noqa: F403  (asock's own names above win)
+from ._streams import Stream as Stream
+from ._streams import StreamReader as StreamReader
+from ._streams import StreamWriter as StreamWriter
+from ._streams import open_connection as open_connection
 
 __version__ = "0.1.0"
 
@@ -35,6 +42,7 @@ if not TYPE_CHECKING:
     __all__ = sorted(
         {*_stdlib.__all__, "BusyError", "SocketType", "socket", "socketpair", "fromfd", "create_connection",
          "create_server", "send_fds", "recv_fds", "getaddrinfo", "getnameinfo", "gethostbyname",
-         "gethostbyname_ex", "gethostbyaddr", "getfqdn"}
+         "gethostbyname_ex", "gethostbyaddr", "getfqdn",
+         "Server", "serve", "start_server", "Stream", "StreamReader", "StreamWriter", "open_connection"}
     )
     del _stdlib
