@@ -1,0 +1,452 @@
+"""Run the echo benchmark matrix and print the comparison table.
+
+    python examples/bench/run.py [--quick] [--duration S] [--warmup S] [--impl NAME ...] [--size N ...]
+                                 [--conns N ...] [--repeat N] [--no-pin] [--host H] [--json] [--progress]
+                                 [--check] [--render FILE]
+
+Each server implementation (servers.py) runs in its own process; the load
+comes from a compiled client (loadgen.c, built on first use with gcc) in
+another process, pinned to a different core where the machine has one.  Each
+asock row is compared with the best non-asock implementation of the same cell
+measured in the same run.  See README.md in this directory.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import selectors
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, NamedTuple
+
+HERE = Path(__file__).resolve().parent
+SERVERS = HERE / "servers.py"
+LOADGEN_SRC = HERE / "loadgen.c"
+LOADGEN = HERE / "build" / "loadgen"
+
+IMPLS = [
+    "asock-asyncio",
+    "asock-uvloop",
+    "asock-sync-threads",
+    "streams-asyncio",
+    "streams-uvloop",
+    "protocol-asyncio",
+    "protocol-uvloop",
+    "sock-asyncio",
+    "sock-uvloop",
+    "stdlib-threads",
+]
+SIZES = [100, 1024, 65536]
+CONNS = [1, 50]
+QUICK_IMPLS = ["asock-asyncio", "asock-uvloop", "protocol-uvloop", "streams-asyncio"]
+
+
+class Target(NamedTuple):
+    """A ratio from issue 4 / DESIGN section 7: ``impl``'s metric over ``ref``'s."""
+
+    impl: str
+    ref: str
+    size: int
+    conns: int
+    metric: str
+    kind: str  # "min": the ratio must be >= bound; "max": <= bound
+    bound: float
+
+
+TARGETS = [
+    Target("asock-uvloop", "protocol-uvloop", 1024, 50, "rps", "min", 0.9),
+    Target("asock-asyncio", "streams-asyncio", 1024, 50, "rps", "min", 1.3),
+    Target("asock-uvloop", "protocol-uvloop", 100, 1, "p50_us", "max", 1.1),
+]
+
+#: Above this client CPU share the client may be what limits the rate.
+CLIENT_SATURATED_PCT = 90.0
+
+
+@dataclass
+class Result:
+    impl: str
+    size: int
+    conns: int
+    status: str = "ok"  # ok | skip | error
+    note: str = ""
+    rps: float = 0.0
+    mib_s: float = 0.0
+    p50_us: float = 0.0
+    p99_us: float = 0.0
+    client_cpu_pct: float = 0.0
+    requests: int = 0
+    errors: int = 0
+    mismatches: int = 0
+    ratio: float | None = None
+    peer: str | None = None
+    samples: list[float] = field(default_factory=list)  # req/s of every repeat, to judge the noise
+
+
+class BenchError(Exception):
+    """A setup problem that stops the whole run (no compiler, bad option)."""
+
+
+# -- building and processes -------------------------------------------------
+
+
+def build_loadgen() -> Path:
+    """Compile loadgen.c into build/ unless an up-to-date binary is there."""
+    if LOADGEN.exists() and LOADGEN.stat().st_mtime >= LOADGEN_SRC.stat().st_mtime:
+        return LOADGEN
+    cc = shutil.which(os.environ.get("CC", "gcc")) or shutil.which("cc")
+    if cc is None:
+        raise BenchError("the load client needs a C compiler: install gcc (or set CC)")
+    LOADGEN.parent.mkdir(parents=True, exist_ok=True)
+    # Build under a private name and rename: two runs starting together must
+    # never execute a half-written binary.
+    fd, tmp = tempfile.mkstemp(dir=LOADGEN.parent, prefix=".loadgen-")
+    os.close(fd)
+    try:
+        proc = subprocess.run([cc, "-O2", "-o", tmp, str(LOADGEN_SRC)], capture_output=True, text=True)
+        if proc.returncode != 0:
+            raise BenchError(f"building the load client failed:\n{proc.stderr}")
+        os.chmod(tmp, 0o755)
+        os.replace(tmp, LOADGEN)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return LOADGEN
+
+
+def pick_cpus() -> tuple[int | None, int | None]:
+    """One core for the server, another for the client, when there are two."""
+    if not hasattr(os, "sched_getaffinity"):
+        return None, None
+    cpus = sorted(os.sched_getaffinity(0))
+    if len(cpus) < 2:
+        return None, None
+    return cpus[0], cpus[1]
+
+
+class Server:
+    """One servers.py process: started, waited for, stopped."""
+
+    def __init__(self, impl: str, cpu: int | None, host: str) -> None:
+        self.impl = impl
+        self.port = 0
+        self.skip_reason = ""
+        self.log = tempfile.TemporaryFile()  # noqa: SIM115 (lives as long as the server; closed in stop())
+        cmd = [sys.executable, str(SERVERS), impl, "--host", host, "--port", "0"]
+        if cpu is not None:
+            cmd += ["--cpu", str(cpu)]
+        self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=self.log, stdin=subprocess.DEVNULL)
+
+    def wait_ready(self, timeout: float = 30.0) -> None:
+        assert self.proc.stdout is not None
+        with selectors.DefaultSelector() as sel:
+            sel.register(self.proc.stdout, selectors.EVENT_READ)
+            if not sel.select(timeout):
+                raise RuntimeError(f"{self.impl}: server not ready after {timeout} s")
+        line = self.proc.stdout.readline().decode(errors="replace").strip()
+        if line.startswith("READY "):
+            self.port = int(line.split()[1])
+        elif line.startswith("SKIP "):
+            self.skip_reason = line[5:]
+        else:
+            self.proc.wait(timeout=5)
+            raise RuntimeError(f"{self.impl}: server failed to start: {self.stderr_tail()}")
+
+    def stderr_tail(self) -> str:
+        self.log.seek(0)
+        text = self.log.read().decode(errors="replace").strip()
+        return text[-2000:] or f"exit status {self.proc.poll()}"
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        if self.proc.stdout is not None:
+            self.proc.stdout.close()
+        self.log.close()
+
+
+def measure(
+    impl: str, size: int, conns: int, duration: float, warmup: float, host: str, cpus: tuple[int | None, int | None]
+) -> Result:
+    result = Result(impl, size, conns)
+    server = Server(impl, cpus[0], host)
+    try:
+        server.wait_ready()
+        if server.skip_reason:
+            result.status, result.note = "skip", server.skip_reason
+            return result
+        cmd = [str(LOADGEN), "--host", host, "--port", str(server.port), "--size", str(size), "--conns", str(conns)]
+        cmd += ["--duration", str(duration), "--warmup", str(warmup)]
+        if cpus[1] is not None:
+            cmd += ["--cpu", str(cpus[1])]
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=duration + warmup + 60)
+        data = json.loads(proc.stdout.strip().splitlines()[-1]) if proc.stdout.strip() else {}
+        for key in ("rps", "mib_s", "p50_us", "p99_us", "client_cpu_pct", "requests", "errors", "mismatches"):
+            if key in data:
+                setattr(result, key, data[key])
+        if proc.returncode != 0 or server.proc.poll() is not None:
+            result.status = "error"
+            result.note = (proc.stderr.strip() or f"load client exit status {proc.returncode}")[-500:]
+            if server.proc.poll() is not None:
+                result.note += f"; server died: {server.stderr_tail()[-500:]}"
+        elif not result.requests:
+            result.status, result.note = "error", "no request completed in the measured window"
+    except (RuntimeError, subprocess.TimeoutExpired, ValueError, OSError) as exc:
+        result.status, result.note = "error", str(exc)[-1000:]
+    finally:
+        server.stop()
+    return result
+
+
+# -- the matrix ---------------------------------------------------------------
+
+
+def is_asock(impl: str) -> bool:
+    return impl.startswith("asock-")
+
+
+def add_ratios(results: list[Result]) -> None:
+    """Each asock row against the fastest non-asock row of its cell."""
+    for row in results:
+        if not is_asock(row.impl) or row.status != "ok":
+            continue
+        peers = [
+            r
+            for r in results
+            if r.size == row.size and r.conns == row.conns and not is_asock(r.impl) and r.status == "ok"
+        ]
+        if peers:
+            best = max(peers, key=lambda r: r.rps)
+            row.peer = best.impl
+            row.ratio = row.rps / best.rps if best.rps else None
+
+
+def find(results: list[Result], impl: str, size: int, conns: int) -> Result | None:
+    for r in results:
+        if (r.impl, r.size, r.conns) == (impl, size, conns) and r.status == "ok":
+            return r
+    return None
+
+
+def check_targets(results: list[Result]) -> list[dict[str, Any]]:
+    out = []
+    for impl, ref, size, conns, metric, kind, bound in TARGETS:
+        what = "req/s" if metric == "rps" else "p50 latency"
+        label = f"{fmt_size(size)} x {conns} {what}: {impl} / {ref}"
+        a, b = find(results, impl, size, conns), find(results, ref, size, conns)
+        entry: dict[str, Any] = {"target": label, "bound": bound, "kind": kind, "ratio": None, "verdict": "n/a"}
+        if a is not None and b is not None and getattr(b, metric):
+            ratio = getattr(a, metric) / getattr(b, metric)
+            entry["ratio"] = ratio
+            entry["verdict"] = "PASS" if (ratio >= bound if kind == "min" else ratio <= bound) else "FAIL"
+        out.append(entry)
+    return out
+
+
+def machine_info() -> dict[str, Any]:
+    model = ""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    model = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    try:
+        import uvloop
+
+        uv = str(getattr(uvloop, "__version__", "?"))
+    except ImportError:
+        uv = "not installed"
+    return {
+        "platform": platform.platform(),
+        "cpu": model,
+        "cpus": os.cpu_count(),
+        "python": platform.python_version(),
+        "uvloop": uv,
+        "loadavg": [round(x, 2) for x in os.getloadavg()] if hasattr(os, "getloadavg") else None,
+    }
+
+
+def fmt_size(n: int) -> str:
+    if n >= 1024 and n % 1024 == 0:
+        return f"{n // 1024} KiB"
+    return f"{n} B"
+
+
+def parse_size(text: str) -> int:
+    t = text.strip().lower().replace(" ", "")
+    for suffix, mult in (("kib", 1024), ("k", 1024), ("mib", 1 << 20), ("m", 1 << 20), ("b", 1)):
+        if t.endswith(suffix):
+            return int(float(t[: -len(suffix)]) * mult)
+    return int(t)
+
+
+def format_table(results: list[Result], targets: list[dict[str, Any]], info: dict[str, Any], argv: list[str]) -> str:
+    lines = [
+        f"asock echo benchmark: {info['cpu'] or 'unknown CPU'}, {info['cpus']} CPUs, Python {info['python']}, "
+        f"uvloop {info['uvloop']}, load average at start {info['loadavg']}",
+        f"server on CPU {info['pinned'][0]}, client on CPU {info['pinned'][1]}"
+        if info["pinned"][0] is not None
+        else "server and client not pinned",
+        "command: python examples/bench/run.py " + " ".join(argv),
+        "",
+    ]
+    header = ("impl", "size", "conns", "req/s", "MiB/s", "p50 us", "p99 us", "client CPU", "vs best peer")
+    rows = [header]
+    saturated = False
+    for r in results:
+        if r.status != "ok":
+            rows.append((r.impl, fmt_size(r.size), str(r.conns), r.status.upper(), "", "", "", "", r.note[:60]))
+            continue
+        cpu = f"{r.client_cpu_pct:.0f}%"
+        if r.client_cpu_pct >= CLIENT_SATURATED_PCT:
+            cpu += "*"
+            saturated = True
+        ratio = f"{r.ratio:.2f}x {r.peer}" if r.ratio is not None else ""
+        rows.append(
+            (
+                r.impl,
+                fmt_size(r.size),
+                str(r.conns),
+                f"{r.rps:,.0f}",
+                f"{r.mib_s:,.1f}",
+                f"{r.p50_us:,.0f}",
+                f"{r.p99_us:,.0f}",
+                cpu,
+                ratio,
+            )
+        )
+    widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
+    right = {3, 4, 5, 6, 7}
+    for n, row in enumerate(rows):
+        cells = [c.rjust(widths[i]) if i in right else c.ljust(widths[i]) for i, c in enumerate(row)]
+        lines.append("  ".join(cells).rstrip())
+        if n == 0:
+            lines.append("  ".join("-" * w for w in widths))
+    if saturated:
+        lines.append(f"* client CPU >= {CLIENT_SATURATED_PCT:.0f}%: the client may have limited this row.")
+    lines += ["", "targets (issue 4):"]
+    for t in targets:
+        ratio = f"{t['ratio']:.2f}" if t["ratio"] is not None else "-"
+        op = ">=" if t["kind"] == "min" else "<="
+        lines.append(f"  {t['verdict']:4}  {t['target']} = {ratio} (target {op} {t['bound']})")
+    return "\n".join(lines)
+
+
+def render(path: str) -> int:
+    with open(path) as f:
+        saved = json.load(f)
+    results = [Result(**r) for r in saved["results"]]
+    info = {**saved["machine"], "pinned": tuple(saved["settings"]["cpus"])}
+    print(format_table(results, check_targets(results), info, saved["settings"]["argv"]))
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["--"]:
+        del argv[0]  # a wrapper passing "-- ARGS" through (python -m asock bench -- --duration 2)
+    parser = argparse.ArgumentParser(prog="run.py", description="asock echo benchmark matrix")
+    parser.add_argument("--quick", action="store_true", help="1 KiB x 50 conns, 4 implementations, 1 s each")
+    parser.add_argument("--duration", type=float, default=None, help="measured seconds per cell (default 3, quick 1)")
+    parser.add_argument("--warmup", type=float, default=None, help="unmeasured seconds first (default 1, quick 0.3)")
+    parser.add_argument("--impl", action="append", choices=IMPLS, help="only this implementation (repeatable)")
+    parser.add_argument("--size", action="append", type=parse_size, help="only this message size (100, 1k, 64k)")
+    parser.add_argument("--conns", action="append", type=int, help="only this many connections (repeatable)")
+    parser.add_argument("--repeat", type=int, default=1, help="measure each cell N times, keep the best req/s")
+    parser.add_argument(
+        "--no-pin", action="store_true", help="let the OS place server and client (default: one core each)"
+    )
+    parser.add_argument("--host", default="127.0.0.1", help="loopback address to use (127.0.0.1 or ::1)")
+    parser.add_argument("--json", action="store_true", help="print machine-readable results instead of the table")
+    parser.add_argument("--progress", action="store_true", help="print 'progress <done>/<total> <label>' to stderr")
+    parser.add_argument("--check", action="store_true", help="exit 1 if a target fails")
+    parser.add_argument("--render", metavar="FILE", help="print the table of a saved --json run and exit")
+    args = parser.parse_args(argv)
+    if args.render:
+        return render(args.render)
+
+    impls = args.impl or (QUICK_IMPLS if args.quick else IMPLS)
+    sizes = args.size or ([1024] if args.quick else SIZES)
+    conns_list = args.conns or ([50] if args.quick else CONNS)
+    duration = args.duration if args.duration is not None else (1.0 if args.quick else 3.0)
+    warmup = args.warmup if args.warmup is not None else (0.3 if args.quick else 1.0)
+    if duration <= 0 or warmup < 0 or args.repeat < 1 or any(s <= 0 for s in sizes) or any(c <= 0 for c in conns_list):
+        parser.error("duration, sizes, conns and repeat must be positive")
+    try:
+        build_loadgen()
+    except BenchError as exc:
+        print(f"run.py: {exc}", file=sys.stderr)
+        return 2
+
+    info = machine_info()
+    cpus = (None, None) if args.no_pin else pick_cpus()
+    info["pinned"] = cpus
+    cells = [(s, c) for s in sizes for c in conns_list]
+    total = len(cells) * len(impls) * args.repeat
+    done = 0
+    skipped: dict[str, str] = {}
+    best: dict[tuple[str, int, int], Result] = {}
+    # Cell by cell, every implementation back to back: the rows compared with
+    # each other are measured close together in time, under the same noise.
+    for size, conns in cells:
+        for _ in range(args.repeat):
+            for impl in impls:
+                key = (impl, size, conns)
+                if impl in skipped:
+                    r = Result(impl, size, conns, status="skip", note=skipped[impl])
+                else:
+                    r = measure(impl, size, conns, duration, warmup, args.host, cpus)
+                    if r.status == "skip":
+                        skipped[impl] = r.note
+                prev = best.get(key)
+                samples = (prev.samples if prev is not None else []) + ([r.rps] if r.status == "ok" else [])
+                # Best of the repeats by req/s, but a failed repeat is never
+                # hidden behind a good one.
+                better = r.status == "ok" and (prev is None or prev.status == "skip" or r.rps > prev.rps)
+                if prev is None or r.status == "error" or (prev.status != "error" and better):
+                    best[key] = r
+                best[key].samples = samples
+                done += 1
+                if args.progress:
+                    print(f"progress {done}/{total} {impl} {fmt_size(size)} x{conns}", file=sys.stderr, flush=True)
+    results = [best[(i, s, c)] for s, c in cells for i in impls]
+    add_ratios(results)
+    targets = check_targets(results)
+    if args.json:
+        payload = {
+            "machine": info,
+            "settings": {"duration": duration, "warmup": warmup, "repeat": args.repeat, "cpus": cpus, "argv": argv},
+            "results": [asdict(r) for r in results],
+            "targets": targets,
+        }
+        print(json.dumps(payload, indent=2))
+    else:
+        print(format_table(results, targets, info, argv))
+    failed = [r for r in results if r.status == "error"]
+    for r in failed:
+        print(f"run.py: {r.impl} {fmt_size(r.size)} x{r.conns} failed: {r.note}", file=sys.stderr)
+    if failed:
+        return 1
+    if args.check and any(t["verdict"] == "FAIL" for t in targets):
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

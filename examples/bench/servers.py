@@ -1,0 +1,248 @@
+"""Echo servers for the benchmark, one implementation per process.
+
+    python examples/bench/servers.py IMPL [--host H] [--port P] [--cpu N]
+
+prints ``READY <port>`` on stdout once it listens (``--port 0`` picks a free
+port), or ``SKIP <reason>`` if the implementation cannot run here, and echoes
+until SIGTERM or SIGINT.  Every implementation sets TCP_NODELAY on its
+connections so that none of them wins or loses by Nagle's algorithm.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import signal
+import socket
+import sys
+import threading
+from collections.abc import Callable, Coroutine
+from types import ModuleType
+from typing import Any
+
+# Run from a checkout without installing: the package lives two levels up.
+_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+if _ROOT not in sys.path:
+    sys.path.insert(0, _ROOT)
+
+BUFSIZE = 65536
+BACKLOG = 1024
+
+
+def ready(port: int) -> None:
+    print(f"READY {port}", flush=True)
+
+
+def skip(reason: str) -> int:
+    print(f"SKIP {reason}", flush=True)
+    return 0
+
+
+def family_of(host: str) -> int:
+    return socket.AF_INET6 if ":" in host else socket.AF_INET
+
+
+def nodelay(sock: Any) -> None:
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+
+# -- asyncio-based servers ---------------------------------------------------
+
+
+async def serve_asock(host: str, port: int) -> None:
+    import asock
+
+    async def handle(conn: asock.socket) -> None:
+        async with conn:
+            nodelay(conn)
+            try:
+                while data := await conn.recv(BUFSIZE):
+                    await conn.sendall(data)
+            except OSError:
+                pass  # the client went away: nothing to report in a benchmark
+
+    tasks: set[asyncio.Task[None]] = set()
+    with asock.create_server((host, port), family=family_of(host), backlog=BACKLOG) as srv:
+        ready(srv.getsockname()[1])
+        try:
+            while True:
+                conn, _ = await srv.accept()
+                task = asyncio.create_task(handle(conn))
+                tasks.add(task)
+                task.add_done_callback(tasks.discard)
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+
+async def serve_streams(host: str, port: int) -> None:
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        nodelay(writer.get_extra_info("socket"))
+        try:
+            while data := await reader.read(BUFSIZE):
+                writer.write(data)
+                await writer.drain()
+        except OSError:
+            pass
+        finally:
+            writer.close()
+
+    server = await asyncio.start_server(handle, host, port, backlog=BACKLOG)
+    async with server:
+        ready(server.sockets[0].getsockname()[1])
+        await server.serve_forever()
+
+
+class EchoProtocol(asyncio.Protocol):
+    transport: Any
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # uvloop's transports do not subclass asyncio.Transport: no isinstance.
+        self.transport = transport
+        nodelay(transport.get_extra_info("socket"))
+
+    def data_received(self, data: bytes) -> None:
+        self.transport.write(data)
+
+
+async def serve_protocol(host: str, port: int) -> None:
+    loop = asyncio.get_running_loop()
+    server = await loop.create_server(EchoProtocol, host, port, backlog=BACKLOG)
+    async with server:
+        ready(server.sockets[0].getsockname()[1])
+        await server.serve_forever()
+
+
+async def serve_sock(host: str, port: int) -> None:
+    loop = asyncio.get_running_loop()
+
+    async def handle(conn: socket.socket) -> None:
+        with conn:
+            nodelay(conn)
+            try:
+                while data := await loop.sock_recv(conn, BUFSIZE):
+                    await loop.sock_sendall(conn, data)
+            except OSError:
+                pass
+
+    tasks: set[asyncio.Task[None]] = set()
+    with socket.create_server((host, port), family=family_of(host), backlog=BACKLOG) as srv:
+        srv.setblocking(False)
+        ready(srv.getsockname()[1])
+        try:
+            while True:
+                conn, _ = await loop.sock_accept(srv)
+                conn.setblocking(False)
+                task = asyncio.create_task(handle(conn))
+                tasks.add(task)
+                task.add_done_callback(tasks.discard)
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+
+def run_async(serve: Callable[[str, int], Coroutine[Any, Any, None]], loop_name: str, host: str, port: int) -> int:
+    loop: asyncio.AbstractEventLoop
+    if loop_name == "uvloop":
+        try:
+            import uvloop
+        except ImportError as exc:
+            return skip(f"uvloop is not installed ({exc})")
+        loop = uvloop.new_event_loop()
+    else:
+        loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)
+    main = loop.create_task(serve(host, port))
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, main.cancel)
+    try:
+        loop.run_until_complete(main)
+    except asyncio.CancelledError:
+        pass
+    finally:
+        loop.run_until_complete(loop.shutdown_asyncgens())
+        loop.close()
+    return 0
+
+
+# -- thread-per-connection servers -------------------------------------------
+
+
+def serve_threads(mod: ModuleType, host: str, port: int) -> int:
+    """Plain blocking stdlib-style code; ``mod`` is ``socket`` or ``asock.sync``."""
+
+    def handle(conn: Any) -> None:
+        with conn:
+            nodelay(conn)
+            try:
+                while data := conn.recv(BUFSIZE):
+                    conn.sendall(data)
+            except OSError:
+                pass
+
+    def stop(signum: int, frame: object) -> None:
+        raise SystemExit(0)
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    with mod.create_server((host, port), family=family_of(host), backlog=BACKLOG) as srv:
+        ready(srv.getsockname()[1])
+        try:
+            while True:
+                conn, _ = srv.accept()
+                # Daemon threads: the process ends with the listener, and
+                # the OS closes whatever connections are still open.
+                threading.Thread(target=handle, args=(conn,), daemon=True).start()
+        except SystemExit:
+            pass
+    return 0
+
+
+def run_sync_facade(host: str, port: int) -> int:
+    try:
+        import asock.sync  # type: ignore[import-not-found,unused-ignore]
+    except ImportError as exc:
+        return skip(f"asock.sync is not available ({exc})")
+    return serve_threads(asock.sync, host, port)
+
+
+IMPLS: dict[str, Callable[[str, int], int]] = {
+    "asock-asyncio": lambda h, p: run_async(serve_asock, "asyncio", h, p),
+    "asock-uvloop": lambda h, p: run_async(serve_asock, "uvloop", h, p),
+    "asock-sync-threads": run_sync_facade,
+    "streams-asyncio": lambda h, p: run_async(serve_streams, "asyncio", h, p),
+    "streams-uvloop": lambda h, p: run_async(serve_streams, "uvloop", h, p),
+    "protocol-asyncio": lambda h, p: run_async(serve_protocol, "asyncio", h, p),
+    "protocol-uvloop": lambda h, p: run_async(serve_protocol, "uvloop", h, p),
+    "sock-asyncio": lambda h, p: run_async(serve_sock, "asyncio", h, p),
+    "sock-uvloop": lambda h, p: run_async(serve_sock, "uvloop", h, p),
+    "stdlib-threads": lambda h, p: serve_threads(socket, h, p),
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="Echo server for the asock benchmark.")
+    parser.add_argument("impl", choices=sorted(IMPLS))
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--cpu", type=int, default=None, help="pin the process to this CPU")
+    parser.add_argument("--profile", metavar="FILE", help="run under cProfile and write pstats to FILE on exit")
+    args = parser.parse_args(argv)
+    if args.cpu is not None and hasattr(os, "sched_setaffinity"):
+        os.sched_setaffinity(0, {args.cpu})
+    if args.profile:
+        import cProfile
+
+        profiler = cProfile.Profile()
+        try:
+            return int(profiler.runcall(IMPLS[args.impl], args.host, args.port))
+        finally:
+            profiler.dump_stats(args.profile)
+    return IMPLS[args.impl](args.host, args.port)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
