@@ -13,6 +13,7 @@ import _socket
 import asyncio
 import errno
 import math
+import operator
 import os
 import socket as _stdlib
 import time
@@ -39,6 +40,9 @@ _BUDGET = 64
 # would kill the process).  Python ignores SIGPIPE at start-up; this does not
 # depend on it.
 _NOSIGNAL: int = getattr(_socket, "MSG_NOSIGNAL", 0)
+# Tells sendto(data, address) from sendto(data, flags, address) even when
+# the caller passes None as the address (which the stdlib rejects).
+_NO_ADDRESS: Any = object()
 
 _Address = Any
 _Buffer = Any
@@ -53,9 +57,9 @@ def _on_readable(ref: weakref.ref[socket]) -> None:
     sock = ref()
     if sock is not None:
         fut = sock._reader
-        if fut is None:
+        if fut is None or fut.done():
             sock._unwatch(READ)
-        elif not fut.done():
+        else:
             fut.set_result(None)
 
 
@@ -63,9 +67,9 @@ def _on_writable(ref: weakref.ref[socket]) -> None:
     sock = ref()
     if sock is not None:
         fut = sock._writer
-        if fut is None:
+        if fut is None or fut.done():
             sock._unwatch(WRITE)
-        elif not fut.done():
+        else:
             fut.set_result(None)
 
 
@@ -96,6 +100,8 @@ class socket:
         "_timeout",
         "_watching",
         "_writer",
+        "_drained",
+        "_stream",
     )
 
     _sock: _socket.socket
@@ -107,6 +113,8 @@ class socket:
     _ticks: int
     _watching: int
     _ref: weakref.ref[socket] | None
+    _drained: int
+    _stream: bool
 
     def __init__(self, family: int = -1, type: int = -1, proto: int = -1, fileno: int | None = None) -> None:
         self._adopt(_socket.socket(family, type, proto, fileno))
@@ -122,6 +130,8 @@ class socket:
         self._ticks = 0
         self._watching = 0
         self._ref = None
+        self._drained = 0
+        self._stream = sock.type == _socket.SOCK_STREAM
 
     @classmethod
     def _from_native(cls, sock: _socket.socket) -> socket:
@@ -152,18 +162,29 @@ class socket:
             # here, before the syscall, so no data is held across the yield.
             self._ticks = 0
             await asyncio.sleep(0)
-        try:
-            result = call(*args)
-        except BlockingIOError:
-            if self._timeout == 0.0:
-                raise
-        else:
-            self._ticks += 1
-            return result
+        if not direction & self._drained or self._timeout == 0.0:
+            try:
+                result = call(*args)
+            except BlockingIOError:
+                if self._timeout == 0.0:
+                    raise
+            else:
+                self._ticks += 1
+                return result
         timeout = self._timeout
         when = None if timeout is None else time.monotonic() + timeout
         while True:
-            await self._wait(direction, when, call)
+            # The wait is inlined (see _wait): one coroutine frame less per
+            # waiting call, which is most of an idle connection's memory.
+            fut = self._arm(direction, call)
+            if when is None:
+                await fut
+            else:
+                timer = self._loop.call_later(_ceil_ms(when - time.monotonic()), _wake, fut)  # type: ignore[union-attr]
+                try:
+                    await fut
+                finally:
+                    timer.cancel()
             # Readiness is a hint: the syscall decides, and may block again.
             try:
                 return call(*args)
@@ -202,45 +223,61 @@ class socket:
 
     async def _wait(self, direction: int, when: float | None, what: Any) -> None:
         """Wait until the loop reports the descriptor ready, ``when`` passes, or close()."""
+        fut = self._arm(direction, what)
+        if when is None:
+            await fut
+            return
+        timer = self._loop.call_later(_ceil_ms(when - time.monotonic()), _wake, fut)  # type: ignore[union-attr]
+        try:
+            await fut
+        finally:
+            timer.cancel()
+
+    def _arm(self, direction: int, what: Any) -> asyncio.Future[None]:
+        """Make a future the direction's waiter, registering the descriptor if needed."""
         loop = self._loop
         assert loop is not None
         fd = self._fd
         if fd < 0:
             raise _core.closed_error()
+        # A waiter is the future in the direction's slot until it is done;
+        # whatever ends the wait (readiness, the timer, cancellation, close)
+        # completes it, so nothing has to clear the slot afterwards.
         fut = loop.create_future()
         # The descriptor stays registered between waits: re-registering on
         # every wait costs two epoll_ctl calls, and a connection that waits
         # once per request would pay them on every request.  A readiness
         # report that finds nobody waiting unregisters it instead.
         if direction == READ:
-            if self._reader is not None:
+            waiter = self._reader
+            if waiter is not None and not waiter.done():
                 raise BusyError(self._busy_message(what, "receive"))
             self._reader = fut
             if not self._watching & READ:
                 loop.add_reader(fd, _on_readable, self._weak())
                 self._watching |= READ
         else:
-            if self._writer is not None:
+            waiter = self._writer
+            if waiter is not None and not waiter.done():
                 raise BusyError(self._busy_message(what, "send"))
             self._writer = fut
             if not self._watching & WRITE:
                 loop.add_writer(fd, _on_writable, self._weak())
                 self._watching |= WRITE
-        timer = None
-        if when is not None:
-            timer = loop.call_later(_ceil_ms(when - time.monotonic()), _wake, fut)
         self._ticks = 0
-        try:
-            await fut
-        finally:
-            if timer is not None:
-                timer.cancel()
-            # close() may have taken the waiter already.
-            if direction == READ:
-                if self._reader is fut:
-                    self._reader = None
-            elif self._writer is fut:
-                self._writer = None
+        return fut
+
+    def _note_drained(self, flags: int, short: bool) -> None:
+        # A plain receive on a byte stream that returned less than it asked
+        # for has emptied the kernel's buffer, so the next receive would most
+        # likely fail with EAGAIN: it waits for readiness first instead, which
+        # saves a syscall and an exception per request in request/response
+        # traffic.  Readiness is still only a hint (the syscall is retried
+        # after every wake-up), and level-triggered selectors (asyncio's and
+        # libuv's) report data that is already there, so nothing can hang.
+        # Flags such as MSG_OOB are signalled differently: always try those.
+        if self._stream:
+            self._drained = READ if short and not flags else 0
 
     def _weak(self) -> weakref.ref[socket]:
         # The loop holds only a weak reference, so a socket that is dropped
@@ -298,6 +335,12 @@ class socket:
             await self.connect(address)
         except (_socket.gaierror, _socket.herror):
             raise
+        except (TypeError, ValueError, OverflowError) as exc:
+            # The native connect() names itself in its argument errors.
+            message = exc.args[0] if len(exc.args) == 1 and isinstance(exc.args[0], str) else ""
+            if message.startswith("connect():"):
+                raise type(exc)("connect_ex():" + message[len("connect():") :]) from None
+            raise
         except TimeoutError as exc:
             if exc.errno is not None:
                 return exc.errno
@@ -311,11 +354,15 @@ class socket:
 
     async def recv(self, bufsize: int, flags: int = 0) -> bytes:
         """Receive up to ``bufsize`` bytes."""
-        return await self._io(READ, self._sock.recv, bufsize, flags)  # type: ignore[no-any-return]
+        data: bytes = await self._io(READ, self._sock.recv, bufsize, flags)
+        self._note_drained(flags, len(data) < bufsize)
+        return data
 
     async def recv_into(self, buffer: _Buffer, nbytes: int = 0, flags: int = 0) -> int:
         """Receive into ``buffer``; return the number of bytes received."""
-        return await self._io(READ, self._sock.recv_into, buffer, nbytes, flags)  # type: ignore[no-any-return]
+        received: int = await self._io(READ, self._sock.recv_into, buffer, nbytes, flags)
+        self._note_drained(flags, received < (nbytes or len(buffer)))
+        return received
 
     async def recvfrom(self, bufsize: int, flags: int = 0) -> tuple[bytes, _Address]:
         """Receive up to ``bufsize`` bytes; return ``(data, address)``."""
@@ -336,22 +383,29 @@ class socket:
     ) -> tuple[int, list[tuple[int, int, bytes]], int, _Address]:
         """Scatter data into ``buffers``; return ``(nbytes, ancdata, msg_flags, address)``."""
         # A one-shot iterable must survive the retry after a wait.
-        if not isinstance(buffers, (list, tuple)):
-            buffers = list(buffers)
+        buffers = _replayable(buffers)
         return await self._io(READ, self._sock.recvmsg_into, buffers, ancbufsize, flags)  # type: ignore[no-any-return]
 
     async def send(self, data: _Buffer, flags: int = 0) -> int:
         """Send some of ``data``; return how many bytes were sent."""
-        return await self._io(WRITE, self._sock.send, data, flags | _NOSIGNAL)  # type: ignore[no-any-return]
+        if type(flags) is int:
+            flags |= _NOSIGNAL  # else the native call rejects it, in the stdlib's order
+        return await self._io(WRITE, self._sock.send, data, flags)  # type: ignore[no-any-return]
 
     async def sendall(self, data: _Buffer, flags: int = 0) -> None:
         """Send all of ``data``; an interrupting exception carries ``bytes_sent``."""
         # Most sends complete at once: skip the operation machinery then.
         sock = self._sock
         sent = 0
-        if self._loop is _get_running_loop() and self._ticks < _BUDGET:
+        if type(flags) is int:
+            flags |= _NOSIGNAL  # else the native call rejects it, in the stdlib's order
+        if self._loop is _get_running_loop():
+            if self._ticks >= _BUDGET:
+                # Fairness, as in _io: yield before the syscall.
+                self._ticks = 0
+                await asyncio.sleep(0)
             try:
-                sent = sock.send(data, flags | _NOSIGNAL)
+                sent = sock.send(data, flags)
             except BlockingIOError:
                 pass
             else:
@@ -366,7 +420,7 @@ class socket:
                 if sent:
                     data = memoryview(data).cast("B")[sent:]
         try:
-            await self._drive(_core.sendall(sock, data, flags | _NOSIGNAL), "sendall")
+            await self._drive(_core.sendall(sock, data, flags), "sendall")
         except BaseException as exc:
             if sent:
                 exc.bytes_sent = getattr(exc, "bytes_sent", 0) + sent  # type: ignore[attr-defined]
@@ -376,14 +430,16 @@ class socket:
     async def sendto(self, data: _Buffer, address: _Address, /) -> int: ...
     @overload
     async def sendto(self, data: _Buffer, flags: int, address: _Address, /) -> int: ...
-    async def sendto(self, data: _Buffer, flags_or_address: Any, address: Any = None, /) -> int:
+    async def sendto(self, data: _Buffer, flags_or_address: Any, address: Any = _NO_ADDRESS, /) -> int:
         """Send ``data`` to ``address``: ``sendto(data[, flags], address)``."""
         sock = self._sock
-        if address is None:
+        if address is _NO_ADDRESS:
             target = await resolve_address(sock.family, sock.type, sock.proto, flags_or_address)
             return await self._io(WRITE, sock.sendto, data, _NOSIGNAL, target)  # type: ignore[no-any-return]
+        if type(flags_or_address) is int:
+            flags_or_address |= _NOSIGNAL  # else the native call rejects it, in the stdlib's order
         target = await resolve_address(sock.family, sock.type, sock.proto, address)
-        return await self._io(WRITE, sock.sendto, data, flags_or_address | _NOSIGNAL, target)  # type: ignore[no-any-return]
+        return await self._io(WRITE, sock.sendto, data, flags_or_address, target)  # type: ignore[no-any-return]
 
     async def sendmsg(
         self,
@@ -394,13 +450,13 @@ class socket:
     ) -> int:
         """Send data and ancillary data; return how many bytes were sent."""
         sock = self._sock
-        if not isinstance(buffers, (list, tuple)):
-            buffers = list(buffers)
-        if not isinstance(ancdata, (list, tuple)):
-            ancdata = list(ancdata)
+        buffers = _replayable(buffers)
+        ancdata = _replayable(ancdata)
+        if type(flags) is int:
+            flags |= _NOSIGNAL  # else the native call rejects it, in the stdlib's order
         if address is not None:
             address = await resolve_address(sock.family, sock.type, sock.proto, address)
-        return await self._io(WRITE, sock.sendmsg, buffers, ancdata, flags | _NOSIGNAL, address)  # type: ignore[no-any-return]
+        return await self._io(WRITE, sock.sendmsg, buffers, ancdata, flags, address)  # type: ignore[no-any-return]
 
     async def sendfile(self, file: Any, offset: int = 0, count: int | None = None) -> int:
         """Send a binary file (zero-copy where possible); return bytes sent.
@@ -425,7 +481,7 @@ class socket:
             loop = self._loop
             if (
                 loop is not None
-                and (self._watching or self._reader is not None or self._writer is not None)
+                and self._watching  # registered: the selector is the loop thread's
                 and loop.is_running()
                 and _get_running_loop() is not loop
             ):
@@ -455,12 +511,10 @@ class socket:
         """Bind to ``address``."""
         self._sock.bind(address)
 
-    def listen(self, backlog: int | None = None) -> None:
+    def listen(self, *backlog: int) -> None:
         """Start listening, with a default backlog as in the stdlib."""
-        if backlog is None:
-            self._sock.listen()
-        else:
-            self._sock.listen(backlog)
+        # Passed through as given: the stdlib rejects an explicit None.
+        self._sock.listen(*backlog)
 
     def shutdown(self, how: int) -> None:
         """Shut down one or both halves of the connection."""
@@ -475,21 +529,18 @@ class socket:
         return self._sock.getsockname()
 
     @overload
-    def getsockopt(self, level: int, optname: int) -> int: ...
+    def getsockopt(self, level: int, optname: int, /) -> int: ...
     @overload
-    def getsockopt(self, level: int, optname: int, buflen: int) -> bytes: ...
-    def getsockopt(self, level: int, optname: int, buflen: int | None = None) -> int | bytes:
+    def getsockopt(self, level: int, optname: int, buflen: int, /) -> bytes: ...
+    def getsockopt(self, level: int, optname: int, *buflen: Any) -> int | bytes:
         """Read a socket option."""
-        if buflen is None:
-            return self._sock.getsockopt(level, optname)
-        return self._sock.getsockopt(level, optname, buflen)
+        # Optional arguments pass through as given, so an explicit None is
+        # rejected exactly as the stdlib rejects it.
+        return self._sock.getsockopt(level, optname, *buflen)
 
-    def setsockopt(self, level: int, optname: int, value: Any, optlen: int | None = None) -> None:
+    def setsockopt(self, level: int, optname: int, value: Any, *optlen: int) -> None:
         """Set a socket option (``value`` None needs ``optlen``, as in the stdlib)."""
-        if optlen is None:
-            self._sock.setsockopt(level, optname, value)
-        else:
-            self._sock.setsockopt(level, optname, value, optlen)
+        self._sock.setsockopt(level, optname, value, *optlen)
 
     def get_inheritable(self) -> bool:
         """Whether child processes inherit the descriptor."""
@@ -501,7 +552,11 @@ class socket:
 
     def settimeout(self, value: float | None) -> None:
         """None waits forever, 0 never waits, t > 0 bounds each awaited call."""
-        self._timeout = _core.parse_timeout(value)
+        timeout = _core.parse_timeout(value)
+        # The native call keeps the descriptor non-blocking and, as in the
+        # stdlib, fails with EBADF on a closed or detached socket.
+        self._sock.setblocking(False)
+        self._timeout = timeout
 
     def gettimeout(self) -> float | None:
         """The timeout in seconds, or None."""
@@ -509,7 +564,12 @@ class socket:
 
     def setblocking(self, flag: bool) -> None:
         """``setblocking(True)`` is ``settimeout(None)``; False is ``settimeout(0.0)``."""
-        self._timeout = None if flag else 0.0
+        # The stdlib reads the flag as a C long: same TypeError/OverflowError.
+        value = operator.index(flag)
+        if not -(2**63) <= value < 2**63:
+            raise OverflowError("Python int too large to convert to C long")
+        self._sock.setblocking(False)  # EBADF on a closed socket, as in the stdlib
+        self._timeout = None if value else 0.0
 
     def getblocking(self) -> bool:
         """False only in non-blocking mode (timeout 0.0)."""
@@ -572,10 +632,23 @@ class socket:
         sock = getattr(self, "_sock", None)
         if sock is None or sock.fileno() < 0:
             return
-        warnings.warn(f"unclosed {self!r}", ResourceWarning, source=self, stacklevel=2)
+        message = f"unclosed {self!r}"
+        # Close before warning: under -W error the warning raises here, and
+        # the descriptor must not outlive it.
         if self._fd >= 0:
             self._release()
         sock.close()
+        warnings.warn(message, ResourceWarning, source=self, stacklevel=2)
+
+
+def _replayable(items: Any) -> Any:
+    """A list of a one-shot iterable, so a retry after a wait sees the same items."""
+    if isinstance(items, (list, tuple)):
+        return items
+    try:
+        return list(items)
+    except TypeError:
+        return items  # not iterable: the native call raises the stdlib's message
 
 
 def _convert(value: int, enum: Any) -> Any:
