@@ -25,6 +25,7 @@ import operator
 import os
 import time
 from collections.abc import Callable, Generator
+from socket import _GiveupOnSendfile  # type: ignore[attr-defined]
 from typing import Any, TypeVar
 
 __all__ = [
@@ -40,8 +41,11 @@ __all__ = [
     "deadline",
     "parse_timeout",
     "remaining",
+    "retry",
     "sendall",
     "sendfile",
+    "sendfile_by_send",
+    "sendfile_zero_copy",
     "timed_out",
 ]
 
@@ -121,17 +125,43 @@ def attempt(direction: int, call: Callable[..., T], *args: Any) -> Op[T]:
             yield direction, exc
 
 
+def retry(direction: int, would_block: BlockingIOError, call: Callable[..., T], *args: Any) -> Op[T]:
+    """``attempt`` for a call whose first try already would block: wait first.
+
+    Lets a driver's fast path (one direct try) hand over without repeating a
+    syscall that just failed.
+    """
+    yield direction, would_block
+    return (yield from attempt(direction, call, *args))
+
+
 def sendall(sock: _socket.socket, data: Any, flags: int = 0) -> Op[None]:
     """Send every byte of ``data``; an exception leaving it has ``bytes_sent``."""
-    with memoryview(data) as view, view.cast("B") as octets:
+    try:
+        view = memoryview(data)
+    except TypeError:
+        raise TypeError(f"a bytes-like object is required, not {type(data).__name__!r}") from None
+    if not view.c_contiguous:
+        view.release()
+        raise BufferError("memoryview: underlying buffer is not C-contiguous")  # the stdlib's error
+    with view, view.cast("B") as octets:
         total = len(octets)
         sent = 0
         try:
-            while sent < total:
+            # At least one send, even of nothing: like the stdlib, sendall(b"")
+            # reports a broken connection instead of succeeding silently.
+            while True:
                 try:
                     sent += sock.send(octets[sent:], flags)
                 except BlockingIOError as exc:
                     yield WRITE, exc
+                    continue
+                if sent >= total:
+                    break
+                # A short send means the send buffer is full: trying again now
+                # would only fail with EAGAIN (a syscall and an exception), so
+                # wait for room first.
+                yield WRITE, BlockingIOError(errno.EAGAIN, os.strerror(errno.EAGAIN))
         except BaseException as exc:
             exc.bytes_sent = sent  # type: ignore[attr-defined]
             raise
@@ -197,27 +227,61 @@ def sendfile(sock: _socket.socket, file: Any, offset: int = 0, count: int | None
     an exception (with ``bytes_sent``) leaves the call.
     """
     check_sendfile_args(sock.type, file, offset, count)
+    # A size of 0 also means "not a regular file" (/proc, pipes): read those.
+    if _regular_fileno(file) is not None:
+        try:
+            return (yield from sendfile_zero_copy(sock, file, offset, count))
+        except _GiveupOnSendfile:
+            pass  # nothing was sent: fall back to read() and send()
+    return (yield from sendfile_by_send(sock, file, offset, count))
+
+
+def sendfile_zero_copy(sock: _socket.socket, file: Any, offset: int = 0, count: int | None = None) -> Op[int]:
+    """``os.sendfile`` only; raises the stdlib's ``_GiveupOnSendfile`` if the
+    file cannot go that way (no descriptor, not mmap-able) before any byte is
+    sent.  An empty file sends nothing.
+    """
+    check_sendfile_args(sock.type, file, offset, count)
+    try:
+        fileno = file.fileno()
+    except (AttributeError, io.UnsupportedOperation) as err:
+        raise _GiveupOnSendfile(err)
+    try:
+        size = os.fstat(fileno).st_size
+    except OSError as err:
+        raise _GiveupOnSendfile(err)
+    if not size:
+        return 0
     sent = 0
     try:
-        fileno = _regular_fileno(file)
-        if fileno is not None:
-            while count is None or sent < count:
-                want = _SENDFILE_CHUNK if count is None else min(count - sent, _SENDFILE_CHUNK)
-                try:
-                    n = os.sendfile(sock.fileno(), fileno, offset + sent, want)
-                except BlockingIOError as exc:
-                    yield WRITE, exc
-                    continue
-                except OSError:
-                    if sent:
-                        raise
-                    fileno = None  # not an mmap-able file: fall back to send()
-                    break
-                if n == 0:
-                    break  # EOF
-                sent += n
-            if fileno is not None:
-                return sent
+        while count is None or sent < count:
+            want = _SENDFILE_CHUNK if count is None else min(count - sent, _SENDFILE_CHUNK)
+            try:
+                n = os.sendfile(sock.fileno(), fileno, offset + sent, want)
+            except BlockingIOError as exc:
+                yield WRITE, exc
+                continue
+            except OSError as err:
+                if sent:
+                    raise
+                raise _GiveupOnSendfile(err)
+            if n == 0:
+                break  # EOF
+            sent += n
+        return sent
+    except BaseException as exc:
+        exc.bytes_sent = sent  # type: ignore[attr-defined]
+        raise
+    finally:
+        if sent and hasattr(file, "seek"):
+            file.seek(offset + sent)
+
+
+def sendfile_by_send(sock: _socket.socket, file: Any, offset: int = 0, count: int | None = None) -> Op[int]:
+    """Send ``file`` with ``read()`` and ``send()``, for files ``os.sendfile`` cannot take."""
+    check_sendfile_args(sock.type, file, offset, count)
+    sent = 0
+    try:
         if offset:
             file.seek(offset)
         while count is None or sent < count:

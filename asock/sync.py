@@ -1,0 +1,121 @@
+"""A drop-in replacement for the stdlib ``socket`` module::
+
+    import asock.sync as socket
+
+Every public name of the stdlib module is here.  ``socket``, ``socketpair``,
+``fromfd``, ``create_connection``, ``create_server`` and ``accept()`` give
+``asock.sync.socket`` objects: the stdlib's blocking, non-blocking and timeout
+modes, reproduced over a descriptor that is always non-blocking and driven by
+the same operation core as the async ``asock.socket``.  Constants, exceptions,
+name resolution and the other helpers are the stdlib's own objects, and so is
+the process-wide default timeout (``getdefaulttimeout``/``setdefaulttimeout``),
+which both asock sides share.
+
+As in the stdlib, ``SocketType`` is the C base type ``_socket.socket``, of
+which every facade socket is an instance.
+"""
+
+from __future__ import annotations
+
+import _socket
+import socket as _stdlib
+import sys
+from socket import *  # noqa: F403  (constants, exceptions and helpers, unchanged)
+from socket import AddressInfo, MsgFlag, SocketIO  # noqa: F401  (public, not in the stdlib's __all__)
+from typing import Any
+
+from ._connect import make_server, make_socketpair
+from ._sync_socket import socket  # type: ignore[assignment]
+
+# Private names of the stdlib module that stdlib-based code and CPython's own
+# tests reach for.
+_GLOBAL_DEFAULT_TIMEOUT: Any = _stdlib._GLOBAL_DEFAULT_TIMEOUT  # type: ignore[attr-defined]
+_GiveupOnSendfile: type[Exception] = _stdlib._GiveupOnSendfile  # type: ignore[attr-defined]
+_LOCALHOST: str = _stdlib._LOCALHOST  # type: ignore[attr-defined]
+_LOCALHOST_V6: str = _stdlib._LOCALHOST_V6  # type: ignore[attr-defined]
+
+__all__ = list(_stdlib.__all__)
+
+
+def socketpair(family: int | None = None, type: int = SOCK_STREAM, proto: int = 0) -> tuple[socket, socket]:  # type: ignore[no-redef]  # noqa: F405
+    """socketpair([family[, type[, proto]]]) -> (socket object, socket object)
+
+    A connected pair, AF_UNIX unless told otherwise.
+    """
+    return make_socketpair(socket, family, type, proto)
+
+
+def fromfd(fd: int, family: int, type: int, proto: int = 0) -> socket:  # type: ignore[no-redef]
+    """fromfd(fd, family, type[, proto]) -> socket object on a duplicate of ``fd``."""
+    duplicate = _socket.dup(fd)
+    try:
+        return socket(family, type, proto, duplicate)
+    except BaseException:
+        _socket.close(duplicate)  # the stdlib leaks it when the arguments are bad
+        raise
+
+
+def create_server(  # type: ignore[no-redef]
+    address: Any,
+    *,
+    family: int = AF_INET,  # noqa: F405
+    backlog: int | None = None,
+    reuse_port: bool = False,
+    dualstack_ipv6: bool = False,
+) -> socket:
+    """A listening socket bound to ``address``, as the stdlib's ``create_server``."""
+    result: socket = make_server(
+        socket, address, family=family, backlog=backlog, reuse_port=reuse_port, dualstack_ipv6=dualstack_ipv6
+    )
+    return result
+
+
+def create_connection(  # type: ignore[no-redef]
+    address: tuple[str | None, int | str],
+    timeout: float | None = _GLOBAL_DEFAULT_TIMEOUT,
+    source_address: Any = None,
+    *,
+    all_errors: bool = False,
+) -> socket:
+    """Connect to ``(host, port)`` and return the socket, as the stdlib does.
+
+    The addresses ``getaddrinfo`` gives are tried one after the other until
+    one connects; ``timeout`` applies to each socket (and stays its timeout).
+    When every attempt fails, the last error is raised, or with
+    ``all_errors=True`` an ``ExceptionGroup`` of all of them.
+    """
+    host, port = address
+    failures: list[OSError] = []
+    # The module globals are looked up at call time, so code (and tests)
+    # that swap ``socket`` or ``getaddrinfo`` on this module are honoured.
+    for family, kind, proto, _canonname, sockaddr in getaddrinfo(host, port, 0, SOCK_STREAM):  # noqa: F405
+        sock = None
+        try:
+            sock = socket(family, kind, proto)
+            if timeout is not _GLOBAL_DEFAULT_TIMEOUT:
+                sock.settimeout(timeout)
+            if source_address:
+                sock.bind(source_address)
+            sock.connect(sockaddr)
+        except OSError as exc:
+            if sock is not None:
+                sock.close()
+            if not all_errors:
+                failures.clear()  # as in the stdlib: only the last error is raised
+            failures.append(exc)
+            continue
+        except BaseException:
+            # A bad timeout or source address: the stdlib leaks the socket here.
+            if sock is not None:
+                sock.close()
+            raise
+        failures.clear()  # the tracebacks reference frames: drop the cycle
+        return sock
+    if not failures:
+        raise OSError("getaddrinfo returns an empty list")
+    try:
+        if all_errors and sys.version_info >= (3, 11):
+            raise ExceptionGroup("create_connection failed", failures)  # noqa: F405
+        raise failures[0]
+    finally:
+        failures.clear()
