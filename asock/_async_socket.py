@@ -40,6 +40,7 @@ _BUDGET = 64
 # would kill the process).  Python ignores SIGPIPE at start-up; this does not
 # depend on it.
 _NOSIGNAL: int = getattr(_socket, "MSG_NOSIGNAL", 0)
+_DONTWAIT: int = getattr(_socket, "MSG_DONTWAIT", 0)
 # Tells sendto(data, address) from sendto(data, flags, address) even when
 # the caller passes None as the address (which the stdlib rejects).
 _NO_ADDRESS: Any = object()
@@ -91,17 +92,19 @@ class socket:
 
     __slots__ = (
         "__weakref__",
+        "_drained",
         "_fd",
         "_loop",
         "_reader",
+        "_reading",
         "_ref",
         "_sock",
+        "_stream",
         "_ticks",
         "_timeout",
         "_watching",
         "_writer",
-        "_drained",
-        "_stream",
+        "_writing",
     )
 
     _sock: _socket.socket
@@ -115,6 +118,8 @@ class socket:
     _ref: weakref.ref[socket] | None
     _drained: int
     _stream: bool
+    _reading: Any  # the waiting receive (its native method or name), for BusyError
+    _writing: Any
 
     def __init__(self, family: int = -1, type: int = -1, proto: int = -1, fileno: int | None = None) -> None:
         self._adopt(_socket.socket(family, type, proto, fileno))
@@ -131,6 +136,7 @@ class socket:
         self._watching = 0
         self._ref = None
         self._drained = 0
+        self._reading = self._writing = None
         self._stream = sock.type == _socket.SOCK_STREAM
 
     @classmethod
@@ -153,8 +159,12 @@ class socket:
         self._loop = loop
         return loop
 
-    async def _io(self, direction: int, call: Any, *args: Any) -> Any:
-        """Run one syscall now; if it would block, wait and retry (the hot path)."""
+    async def _io(self, direction: int, flags: int, call: Any, *args: Any) -> Any:
+        """Run one syscall now; if it would block, wait and retry (the hot path).
+
+        ``flags`` are the call's MSG_* flags (also somewhere in ``args``):
+        MSG_DONTWAIT makes a would-block final, as the stdlib does.
+        """
         if self._loop is not _get_running_loop():
             self._bind_loop()
         if self._ticks >= _BUDGET:
@@ -162,11 +172,12 @@ class socket:
             # here, before the syscall, so no data is held across the yield.
             self._ticks = 0
             await asyncio.sleep(0)
-        if not direction & self._drained or self._timeout == 0.0:
+        nowait = self._timeout == 0.0
+        if not direction & self._drained or flags or nowait:
             try:
                 result = call(*args)
             except BlockingIOError:
-                if self._timeout == 0.0:
+                if nowait or flags & _DONTWAIT:
                     raise
             else:
                 self._ticks += 1
@@ -192,11 +203,14 @@ class socket:
                 if when is not None and time.monotonic() >= when:
                     raise _core.timed_out() from None
 
-    async def _drive(self, op: _core.Op[T], name: str) -> T:
-        """Run a multi-step core operation, waiting on the loop between steps."""
+    async def _drive(self, op: _core.Op[T], name: str, nowait: bool = False) -> T:
+        """Run a multi-step core operation, waiting on the loop between steps.
+
+        ``nowait`` makes it fail where it would wait, as non-blocking mode does.
+        """
         if self._loop is not _get_running_loop():
             self._bind_loop()
-        timeout = self._timeout
+        timeout = 0.0 if nowait else self._timeout
         when: float | None = None
         try:
             step = op.send(None)
@@ -251,16 +265,18 @@ class socket:
         if direction == READ:
             waiter = self._reader
             if waiter is not None and not waiter.done():
-                raise BusyError(self._busy_message(what, "receive"))
+                raise BusyError(self._busy_message(what, self._reading, "receive"))
             self._reader = fut
+            self._reading = what
             if not self._watching & READ:
                 loop.add_reader(fd, _on_readable, self._weak())
                 self._watching |= READ
         else:
             waiter = self._writer
             if waiter is not None and not waiter.done():
-                raise BusyError(self._busy_message(what, "send"))
+                raise BusyError(self._busy_message(what, self._writing, "send"))
             self._writer = fut
+            self._writing = what
             if not self._watching & WRITE:
                 loop.add_writer(fd, _on_writable, self._weak())
                 self._watching |= WRITE
@@ -287,9 +303,14 @@ class socket:
             ref = self._ref = weakref.ref(self)
         return ref
 
-    def _busy_message(self, what: Any, verb: str) -> str:
-        name = what if isinstance(what, str) else what.__name__.lstrip("_")
-        return f"{name}() cannot wait: another task is already waiting to {verb} on {self!r}"
+    def _busy_message(self, what: Any, busy: Any, verb: str) -> str:
+        def name(op: Any) -> str:
+            return op if isinstance(op, str) else op.__name__.lstrip("_")
+
+        return (
+            f"{name(what)}() cannot wait: another task is already waiting in {name(busy)}() "
+            f"to {verb} on {self!r}"
+        )
 
     def _unwatch(self, direction: int) -> None:
         loop = self._loop
@@ -319,7 +340,7 @@ class socket:
 
     async def accept(self) -> tuple[socket, _Address]:
         """Wait for a connection; return ``(asock.socket, address)``."""
-        fd, address = await self._io(READ, self._sock._accept)  # type: ignore[attr-defined]
+        fd, address = await self._io(READ, 0, self._sock._accept)  # type: ignore[attr-defined]
         sock = self._sock
         return socket._from_native(_socket.socket(sock.family, sock.type, sock.proto, fd)), address
 
@@ -354,29 +375,29 @@ class socket:
 
     async def recv(self, bufsize: int, flags: int = 0) -> bytes:
         """Receive up to ``bufsize`` bytes."""
-        data: bytes = await self._io(READ, self._sock.recv, bufsize, flags)
+        data: bytes = await self._io(READ, flags, self._sock.recv, bufsize, flags)
         self._note_drained(flags, len(data) < bufsize)
         return data
 
     async def recv_into(self, buffer: _Buffer, nbytes: int = 0, flags: int = 0) -> int:
         """Receive into ``buffer``; return the number of bytes received."""
-        received: int = await self._io(READ, self._sock.recv_into, buffer, nbytes, flags)
+        received: int = await self._io(READ, flags, self._sock.recv_into, buffer, nbytes, flags)
         self._note_drained(flags, received < (nbytes or len(buffer)))
         return received
 
     async def recvfrom(self, bufsize: int, flags: int = 0) -> tuple[bytes, _Address]:
         """Receive up to ``bufsize`` bytes; return ``(data, address)``."""
-        return await self._io(READ, self._sock.recvfrom, bufsize, flags)  # type: ignore[no-any-return]
+        return await self._io(READ, flags, self._sock.recvfrom, bufsize, flags)  # type: ignore[no-any-return]
 
     async def recvfrom_into(self, buffer: _Buffer, nbytes: int = 0, flags: int = 0) -> tuple[int, _Address]:
         """Receive into ``buffer``; return ``(nbytes, address)``."""
-        return await self._io(READ, self._sock.recvfrom_into, buffer, nbytes, flags)  # type: ignore[no-any-return]
+        return await self._io(READ, flags, self._sock.recvfrom_into, buffer, nbytes, flags)  # type: ignore[no-any-return]
 
     async def recvmsg(
         self, bufsize: int, ancbufsize: int = 0, flags: int = 0
     ) -> tuple[bytes, list[tuple[int, int, bytes]], int, _Address]:
         """Receive data and ancillary data; return ``(data, ancdata, msg_flags, address)``."""
-        return await self._io(READ, self._sock.recvmsg, bufsize, ancbufsize, flags)  # type: ignore[no-any-return]
+        return await self._io(READ, flags, self._sock.recvmsg, bufsize, ancbufsize, flags)  # type: ignore[no-any-return]
 
     async def recvmsg_into(
         self, buffers: Iterable[_Buffer], ancbufsize: int = 0, flags: int = 0
@@ -384,20 +405,20 @@ class socket:
         """Scatter data into ``buffers``; return ``(nbytes, ancdata, msg_flags, address)``."""
         # A one-shot iterable must survive the retry after a wait.
         buffers = _replayable(buffers)
-        return await self._io(READ, self._sock.recvmsg_into, buffers, ancbufsize, flags)  # type: ignore[no-any-return]
+        return await self._io(READ, flags, self._sock.recvmsg_into, buffers, ancbufsize, flags)  # type: ignore[no-any-return]
 
     async def send(self, data: _Buffer, flags: int = 0) -> int:
         """Send some of ``data``; return how many bytes were sent."""
-        if type(flags) is int:
+        if isinstance(flags, int):
             flags |= _NOSIGNAL  # else the native call rejects it, in the stdlib's order
-        return await self._io(WRITE, self._sock.send, data, flags)  # type: ignore[no-any-return]
+        return await self._io(WRITE, flags, self._sock.send, data, flags)  # type: ignore[no-any-return]
 
     async def sendall(self, data: _Buffer, flags: int = 0) -> None:
         """Send all of ``data``; an interrupting exception carries ``bytes_sent``."""
         # Most sends complete at once: skip the operation machinery then.
         sock = self._sock
         sent = 0
-        if type(flags) is int:
+        if isinstance(flags, int):
             flags |= _NOSIGNAL  # else the native call rejects it, in the stdlib's order
         if self._loop is _get_running_loop():
             if self._ticks >= _BUDGET:
@@ -420,7 +441,8 @@ class socket:
                 if sent:
                     data = memoryview(data).cast("B")[sent:]
         try:
-            await self._drive(_core.sendall(sock, data, flags), "sendall")
+            nowait = isinstance(flags, int) and bool(flags & _DONTWAIT)
+            await self._drive(_core.sendall(sock, data, flags), "sendall", nowait)
         except BaseException as exc:
             if sent:
                 exc.bytes_sent = getattr(exc, "bytes_sent", 0) + sent  # type: ignore[attr-defined]
@@ -435,11 +457,11 @@ class socket:
         sock = self._sock
         if address is _NO_ADDRESS:
             target = await resolve_address(sock.family, sock.type, sock.proto, flags_or_address)
-            return await self._io(WRITE, sock.sendto, data, _NOSIGNAL, target)  # type: ignore[no-any-return]
-        if type(flags_or_address) is int:
+            return await self._io(WRITE, _NOSIGNAL, sock.sendto, data, _NOSIGNAL, target)  # type: ignore[no-any-return]
+        if isinstance(flags_or_address, int):
             flags_or_address |= _NOSIGNAL  # else the native call rejects it, in the stdlib's order
         target = await resolve_address(sock.family, sock.type, sock.proto, address)
-        return await self._io(WRITE, sock.sendto, data, flags_or_address, target)  # type: ignore[no-any-return]
+        return await self._io(WRITE, flags_or_address, sock.sendto, data, flags_or_address, target)  # type: ignore[no-any-return]
 
     async def sendmsg(
         self,
@@ -452,11 +474,11 @@ class socket:
         sock = self._sock
         buffers = _replayable(buffers)
         ancdata = _replayable(ancdata)
-        if type(flags) is int:
+        if isinstance(flags, int):
             flags |= _NOSIGNAL  # else the native call rejects it, in the stdlib's order
         if address is not None:
             address = await resolve_address(sock.family, sock.type, sock.proto, address)
-        return await self._io(WRITE, sock.sendmsg, buffers, ancdata, flags, address)  # type: ignore[no-any-return]
+        return await self._io(WRITE, flags, sock.sendmsg, buffers, ancdata, flags, address)  # type: ignore[no-any-return]
 
     async def sendfile(self, file: Any, offset: int = 0, count: int | None = None) -> int:
         """Send a binary file (zero-copy where possible); return bytes sent.

@@ -70,7 +70,10 @@ def make_server(
             sock.bind(address)
         except OSError as err:
             raise OSError(err.errno, f"{err.strerror} (while attempting to bind on address {address!r})") from None
-        sock.listen(backlog)
+        if backlog is None:
+            sock.listen()
+        else:
+            sock.listen(backlog)
         return sock
     except BaseException:
         sock.close()
@@ -113,7 +116,12 @@ def socketpair(
 
 def fromfd(fd: int, family: int, type: int, proto: int = 0) -> socket:
     """An ``asock.socket`` on a duplicate of ``fd`` (which is left open)."""
-    return socket(family, type, proto, _socket.dup(fd))
+    duplicate = _socket.dup(fd)
+    try:
+        return socket(family, type, proto, duplicate)
+    except BaseException:
+        os.close(duplicate)  # the stdlib leaks it when the arguments are bad
+        raise
 
 
 async def send_fds(
@@ -131,8 +139,12 @@ async def recv_fds(sock: socket, bufsize: int, maxfds: int, flags: int = 0) -> t
     descriptor asock creates.
     """
     fds = array.array("i")
-    flags |= getattr(_socket, "MSG_CMSG_CLOEXEC", 0)
-    data, ancdata, msg_flags, address = await sock.recvmsg(bufsize, _socket.CMSG_LEN(maxfds * fds.itemsize), flags)
+    ancbufsize = _socket.CMSG_LEN(maxfds * fds.itemsize)  # the stdlib's checks, in its order
+    cloexec = getattr(_socket, "MSG_CMSG_CLOEXEC", 0)
+    added = cloexec & ~flags if type(flags) is int else 0
+    data, ancdata, msg_flags, address = await sock.recvmsg(bufsize, ancbufsize, flags | added)
+    # Linux echoes the flag back in msg_flags; report only what the stdlib would.
+    msg_flags &= ~added
     for level, kind, payload in ancdata:
         if level == _socket.SOL_SOCKET and kind == _socket.SCM_RIGHTS:
             fds.frombytes(payload[: len(payload) - (len(payload) % fds.itemsize)])
@@ -154,11 +166,13 @@ def _interleave(infos: list[Any]) -> list[Any]:
     return ordered
 
 
-async def _attempt(info: Any, source_address: Any) -> socket:
+async def _attempt(info: Any, source_address: Any, nonblocking: bool = False) -> socket:
     family, kind, proto, _, sockaddr = info
     sock = socket(family, kind, proto)
     try:
-        sock.settimeout(None)  # the caller bounds the whole race instead
+        # The caller bounds the whole race instead, unless it asked for
+        # non-blocking mode: then, as in the stdlib, connect never waits.
+        sock.settimeout(0.0 if nonblocking else None)
         if source_address:
             sock.bind(source_address)
         await sock.connect(sockaddr)
@@ -189,13 +203,13 @@ async def create_connection(
     attempt fails, the first address's error is raised, or with
     ``all_errors=True`` an ``ExceptionGroup`` of all of them.
     """
+    host, port = address  # first, as in the stdlib: a bad address is reported before a bad timeout
     timeout = _socket.getdefaulttimeout() if timeout is _GLOBAL_DEFAULT_TIMEOUT else _core.parse_timeout(timeout)
-    host, port = address
     loop = asyncio.get_running_loop()
-    deadline = None if timeout is None else loop.time() + timeout
+    deadline = None if not timeout else loop.time() + timeout
     lookup = asyncio.ensure_future(getaddrinfo(host, port, 0, _socket.SOCK_STREAM))
     try:
-        if timeout is not None:
+        if timeout:
             done, _ = await asyncio.wait([lookup], timeout=timeout)
             if not done:
                 raise _core.timed_out()
@@ -205,7 +219,7 @@ async def create_connection(
     if not infos:
         raise OSError("getaddrinfo returns an empty list")
     infos = _interleave(infos)
-    sock, errors = await _race(loop, infos, source_address, happy_eyeballs_delay, deadline)
+    sock, errors = await _race(loop, infos, source_address, happy_eyeballs_delay, deadline, timeout == 0.0)
     if sock is not None:
         sock.settimeout(timeout)
         return sock
@@ -222,6 +236,7 @@ async def _race(
     source_address: Any,
     delay: float | None,
     deadline: float | None,
+    nonblocking: bool = False,
 ) -> tuple[socket | None, list[OSError]]:
     """Run staggered attempts; return the winner, or every attempt's error in order."""
     tasks: list[asyncio.Task[socket]] = []
@@ -233,7 +248,7 @@ async def _race(
             if wait_for is not None and wait_for <= 0:
                 return None, []
             if start_next and len(tasks) < len(infos):
-                tasks.append(loop.create_task(_attempt(infos[len(tasks)], source_address)))
+                tasks.append(loop.create_task(_attempt(infos[len(tasks)], source_address, nonblocking)))
                 start_next = False
             running = [task for task in tasks if not task.done()]
             if not running:
@@ -241,12 +256,14 @@ async def _race(
                     break
                 start_next = True
                 continue
-            if delay is not None and len(tasks) < len(infos):
-                wait_for = delay if wait_for is None else min(wait_for, delay)
+            staggered = delay is not None and len(tasks) < len(infos) and (wait_for is None or delay < wait_for)
+            if staggered:
+                wait_for = delay
             done, _ = await asyncio.wait(running, timeout=wait_for, return_when=asyncio.FIRST_COMPLETED)
-            # Nothing finished: the delay ran out, so start the next attempt.
+            # Nothing finished: the delay ran out, so start the next attempt
+            # (but not when it was the deadline: timers may fire a little early).
             # An attempt failed: start the next one at once (RFC 8305 5.).
-            start_next = True
+            start_next = bool(done) or staggered
             for task in done:
                 if task.exception() is None:
                     winner = task.result()

@@ -74,8 +74,16 @@ async def getfqdn(name: str = "") -> str:
 def _is_numeric(family: int, host: str) -> bool:
     if host in ("", "<broadcast>"):
         return True
+    # A numeric address of the other family is no name either: the native
+    # call rejects it without DNS, with the stdlib's own error.
+    for candidate in (_socket.AF_INET, _socket.AF_INET6):
+        try:
+            _socket.inet_pton(candidate, host)
+        except (OSError, ValueError):
+            continue
+        return True
     try:
-        _socket.inet_pton(family, host)
+        _socket.inet_aton(host)  # the short IPv4 forms ("127.1"), also parsed without DNS
     except (OSError, ValueError):
         return False
     return True
@@ -92,9 +100,10 @@ async def resolve_address(family: int, kind: int, proto: int, address: Any) -> A
     if (
         family not in (_socket.AF_INET, _socket.AF_INET6)
         or not isinstance(address, tuple)
-        or len(address) < 2
+        or not 2 <= len(address) <= (2 if family == _socket.AF_INET else 4)
         or not isinstance(address[0], str)
         or not isinstance(address[1], int)
+        or not 0 <= address[1] <= 65535
         or _is_numeric(family, address[0])
     ):
         return address

@@ -1,0 +1,159 @@
+"""Small tools the async tests share: letting tasks reach their wait, filling a
+send buffer, a listener whose backlog is full, a reader thread, ``bytes_sent``."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import select
+import socket as stdlib
+import threading
+from typing import Any
+
+import pytest
+
+import asock
+
+#: What ``fill_send_buffer`` sends, so a reader can tell filler from payload.
+FILLER = b"f"
+
+
+def ipv6_usable() -> bool:
+    """Whether ::1 can be bound here (containers often lack IPv6)."""
+    if not stdlib.has_ipv6:
+        return False
+    try:
+        with stdlib.socket(stdlib.AF_INET6, stdlib.SOCK_STREAM) as probe:
+            probe.bind(("::1", 0))
+    except OSError:
+        return False
+    return True
+
+
+needs_ipv6 = pytest.mark.skipif(not ipv6_usable(), reason="::1 is not usable on this machine")
+
+
+async def settle(*tasks: asyncio.Task[Any]) -> None:
+    """Run the loop until the tasks are parked in their wait; fail if one ended."""
+    for _ in range(5):
+        await asyncio.sleep(0)
+    await asyncio.sleep(0.02)
+    for task in tasks:
+        if task.done():
+            task.result()  # surfaces the exception, if that is why it ended
+            pytest.fail(f"{task!r} completed although it should be waiting")
+
+
+async def ticks(n: int) -> None:
+    """Let the loop run ``n`` iterations."""
+    for _ in range(n):
+        await asyncio.sleep(0)
+
+
+async def fill_send_buffer(sock: asock.socket) -> int:
+    """Send filler until the kernel refuses more; return how many bytes it took."""
+    timeout = sock.gettimeout()
+    sock.setblocking(False)
+    chunk = FILLER * 65536
+    total = 0
+    try:
+        while True:
+            try:
+                total += await sock.send(chunk)
+            except BlockingIOError:
+                return total
+    finally:
+        sock.settimeout(timeout)
+
+
+def full_backlog_listener(stack: contextlib.ExitStack) -> stdlib.socket:
+    """A loopback listener whose accept queue is full.
+
+    Linux drops a SYN that finds the accept queue full, so a connect to this
+    listener stays in progress until ``listen(n)`` makes room (the client's
+    SYN is retransmitted about a second later).
+    """
+    listener = stack.enter_context(stdlib.socket())
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(0)
+    address = listener.getsockname()
+    for _ in range(8):
+        probe = stack.enter_context(stdlib.socket())
+        probe.setblocking(False)
+        probe.connect_ex(address)
+        _, writable, _ = select.select([], [probe], [], 0.05)
+        if not writable:
+            return listener
+    pytest.fail("could not fill the listener's backlog")
+
+
+class Reader(threading.Thread):
+    """Reads a stdlib socket to EOF in a thread, so a blocked sender can finish."""
+
+    def __init__(self, sock: stdlib.socket, limit: int | None = None) -> None:
+        super().__init__(daemon=True)
+        self.sock = sock
+        self.limit = limit
+        self.chunks: list[bytes] = []
+        self.error: BaseException | None = None
+        self.start()
+
+    def run(self) -> None:
+        try:
+            self.sock.settimeout(20)
+            got = 0
+            while self.limit is None or got < self.limit:
+                want = 65536 if self.limit is None else min(65536, self.limit - got)
+                data = self.sock.recv(want)
+                if not data:
+                    break
+                self.chunks.append(data)
+                got += len(data)
+        except BaseException as exc:
+            self.error = exc
+
+    def result(self) -> bytes:
+        self.join(30)
+        assert not self.is_alive(), "reader thread did not finish"
+        if self.error is not None:
+            raise self.error
+        return b"".join(self.chunks)
+
+
+def drain(sock: stdlib.socket) -> bytes:
+    """Everything readable on a stream socket right now."""
+    chunks = []
+    sock.setblocking(False)
+    try:
+        while True:
+            try:
+                data = sock.recv(1 << 20)
+            except BlockingIOError:
+                break
+            if not data:
+                break
+            chunks.append(data)
+    finally:
+        sock.setblocking(True)
+    return b"".join(chunks)
+
+
+def bytes_sent(exc: BaseException) -> int:
+    """``bytes_sent`` of an exception, or of the cancellation behind a wait_for timeout."""
+    while exc is not None:
+        if hasattr(exc, "bytes_sent"):
+            value: int = exc.bytes_sent
+            return value
+        exc = exc.__cause__ or exc.__context__  # type: ignore[assignment]
+    raise AssertionError("no bytes_sent on the exception or its cause")
+
+
+def wrap(native: stdlib.socket) -> asock.socket:
+    """An asock socket taking over a stdlib socket's descriptor."""
+    return asock.socket(fileno=native.detach())
+
+
+def abstract_name() -> str:
+    """A fresh name in Linux's abstract AF_UNIX namespace (nothing to clean up)."""
+    return f"\0asock-test-{os.getpid()}-{os.urandom(6).hex()}"
