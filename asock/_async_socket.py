@@ -13,7 +13,6 @@ import _socket
 import asyncio
 import errno
 import math
-import operator
 import os
 import socket as _stdlib
 import time
@@ -586,12 +585,9 @@ class socket:
 
     def setblocking(self, flag: bool) -> None:
         """``setblocking(True)`` is ``settimeout(None)``; False is ``settimeout(0.0)``."""
-        # The stdlib reads the flag as a C long: same TypeError/OverflowError.
-        value = operator.index(flag)
-        if not -(2**63) <= value < 2**63:
-            raise OverflowError("Python int too large to convert to C long")
+        blocking = _core.parse_blocking(flag)
         self._sock.setblocking(False)  # EBADF on a closed socket, as in the stdlib
-        self._timeout = None if value else 0.0
+        self._timeout = None if blocking else 0.0
 
     def getblocking(self) -> bool:
         """False only in non-blocking mode (timeout 0.0)."""

@@ -39,6 +39,7 @@ __all__ = [
     "closed_error",
     "connect",
     "deadline",
+    "parse_blocking",
     "parse_timeout",
     "remaining",
     "retry",
@@ -102,6 +103,14 @@ def parse_timeout(value: object) -> float | None:
     if seconds < 0:
         raise ValueError("Timeout value out of range")
     return seconds
+
+
+def parse_blocking(flag: object) -> bool:
+    """Validate ``setblocking``'s flag as the stdlib does (a C long), same messages."""
+    value = operator.index(flag)  # type: ignore[arg-type]
+    if not -(2**63) <= value < 2**63:
+        raise OverflowError("Python int too large to convert to C long")
+    return bool(value)
 
 
 def deadline(timeout: float | None) -> float | None:
@@ -227,6 +236,10 @@ def sendfile(sock: _socket.socket, file: Any, offset: int = 0, count: int | None
     an exception (with ``bytes_sent``) leaves the call.
     """
     check_sendfile_args(sock.type, file, offset, count)
+    if sock.fileno() < 0:
+        # Else os.sendfile's EBADF reads as "not mmap-able" and the fallback
+        # "sends" a file already at EOF: 0 bytes, success, on a closed socket.
+        raise closed_error()
     # A size of 0 also means "not a regular file" (/proc, pipes): read those.
     if _regular_fileno(file) is not None:
         try:

@@ -20,7 +20,6 @@ import _socket
 import contextlib
 import errno
 import io
-import operator
 import os
 import select
 import socket as _stdlib
@@ -405,9 +404,7 @@ class socket(_socket.socket):
 
     def setblocking(self, flag: bool) -> None:
         """setblocking(flag): True is settimeout(None), False is settimeout(0.0)."""
-        blocking = operator.index(flag)
-        if not -(2**63) <= blocking < 2**63:
-            raise OverflowError("Python int too large to convert to C long")
+        blocking = _core.parse_blocking(flag)
         _c.setblocking(self, False)
         self._timeout = None if blocking else 0.0
 
