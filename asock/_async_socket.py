@@ -94,11 +94,11 @@ class socket:
         "_drained",
         "_fd",
         "_loop",
+        "_may_wait_first",
         "_reader",
         "_reading",
         "_ref",
         "_sock",
-        "_stream",
         "_ticks",
         "_timeout",
         "_watching",
@@ -116,7 +116,7 @@ class socket:
     _watching: int
     _ref: weakref.ref[socket] | None
     _drained: int
-    _stream: bool
+    _may_wait_first: bool
     _reading: Any  # the waiting receive (its native method or name), for BusyError
     _writing: Any
 
@@ -136,7 +136,7 @@ class socket:
         self._ref = None
         self._drained = 0
         self._reading = self._writing = None
-        self._stream = sock.type == _socket.SOCK_STREAM
+        self._may_wait_first = False  # decided with the loop, in _bind_loop
 
     @classmethod
     def _from_native(cls, sock: _socket.socket) -> socket:
@@ -156,6 +156,17 @@ class socket:
                 )
             self._watching = 0  # the closed loop's selector took them along
         self._loop = loop
+        # Waiting before the first attempt (see _note_drained) needs a
+        # registration that outlives every readiness report.  asyncio's
+        # selector loops keep one until it is removed.  libuv (uvloop) ends
+        # one for good when it reports an error (POLLERR: a reset), after
+        # waking the waiter once; if that receive gets data queued before the
+        # reset, a next receive that waited first would wait on the dead
+        # watch forever.  So on any other loop receives try first, and the
+        # error they get drops the dead watch (_drop_dead_watches).
+        self._may_wait_first = self._sock.type == _socket.SOCK_STREAM and isinstance(
+            loop, asyncio.selector_events.BaseSelectorEventLoop
+        )
         return loop
 
     async def _io(self, direction: int, flags: int, call: Any, *args: Any) -> Any:
@@ -176,8 +187,13 @@ class socket:
             try:
                 result = call(*args)
             except BlockingIOError:
-                if nowait or flags & _DONTWAIT:
+                # In timeout mode the stdlib waits even with MSG_DONTWAIT
+                # (it polls before each attempt): only blocking mode gives up.
+                if nowait or (flags & _DONTWAIT and self._timeout is None):
                     raise
+            except OSError:
+                self._drop_dead_watches()
+                raise
             else:
                 self._ticks += 1
                 return result
@@ -201,6 +217,9 @@ class socket:
             except BlockingIOError:
                 if when is not None and time.monotonic() >= when:
                     raise _core.timed_out() from None
+            except OSError:
+                self._drop_dead_watches()
+                raise
 
     async def _drive(self, op: _core.Op[T], name: str, nowait: bool = False) -> T:
         """Run a multi-step core operation, waiting on the loop between steps.
@@ -233,6 +252,9 @@ class socket:
         except StopIteration as done:
             result: T = done.value
             return result
+        except OSError:
+            self._drop_dead_watches()  # see there: a reset may have ended libuv's watch
+            raise
 
     async def _wait(self, direction: int, when: float | None, what: Any) -> None:
         """Wait until the loop reports the descriptor ready, ``when`` passes, or close()."""
@@ -291,7 +313,7 @@ class socket:
         # after every wake-up), and level-triggered selectors (asyncio's and
         # libuv's) report data that is already there, so nothing can hang.
         # Flags such as MSG_OOB are signalled differently: always try those.
-        if self._stream:
+        if self._may_wait_first:
             self._drained = READ if short and not flags else 0
 
     def _weak(self) -> weakref.ref[socket]:
@@ -310,6 +332,19 @@ class socket:
             f"{name(what)}() cannot wait: another task is already waiting in {name(busy)}() "
             f"to {verb} on {self!r}"
         )
+
+    def _drop_dead_watches(self) -> None:
+        """Unregister idle directions after a socket error.
+
+        libuv (under uvloop) stops watching a descriptor that reports an
+        error (POLLERR: a reset, an ICMP error) for good, after one last
+        callback.  Kept "registered", the next wait would never wake;
+        unregistering makes the next wait register afresh.
+        """
+        if self._watching & READ and (self._reader is None or self._reader.done()):
+            self._unwatch(READ)
+        if self._watching & WRITE and (self._writer is None or self._writer.done()):
+            self._unwatch(WRITE)
 
     def _unwatch(self, direction: int) -> None:
         loop = self._loop
@@ -440,7 +475,7 @@ class socket:
                 if sent:
                     data = memoryview(data).cast("B")[sent:]
         try:
-            nowait = isinstance(flags, int) and bool(flags & _DONTWAIT)
+            nowait = isinstance(flags, int) and bool(flags & _DONTWAIT) and self._timeout is None
             await self._drive(_core.sendall(sock, data, flags), "sendall", nowait)
         except BaseException as exc:
             if sent:

@@ -78,7 +78,8 @@ def _is_numeric(family: int, host: str) -> bool:
     # call rejects it without DNS, with the stdlib's own error.
     for candidate in (_socket.AF_INET, _socket.AF_INET6):
         try:
-            _socket.inet_pton(candidate, host)
+            # An IPv6 literal may carry a zone ("fe80::1%eth0"): still numeric.
+            _socket.inet_pton(candidate, host.partition("%")[0] if candidate == _socket.AF_INET6 else host)
         except (OSError, ValueError):
             continue
         return True

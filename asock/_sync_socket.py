@@ -76,8 +76,10 @@ def _wait(fd: int, direction: int, when: float | None) -> None:
         left = when - monotonic()
         if left > 0.0:
             # poll() rounds a fractional millisecond up, so one wake-up is
-            # enough to see the deadline passed.
-            poller.poll(left * 1000.0)
+            # enough to see the deadline passed.  poll() takes at most an int
+            # of milliseconds (~24.8 days); a longer wait is a hint like any
+            # other: the caller retries and waits again for the time left.
+            poller.poll(min(left * 1000.0, 2**31 - 1))
 
 
 class _Native:

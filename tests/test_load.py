@@ -1,0 +1,155 @@
+"""Load: thousands of concurrent TCP connections in one process, on every loop.
+
+Client and server are both asock sockets on the same loop, so every
+connection costs this process two descriptors.  The test raises the soft
+RLIMIT_NOFILE up to the hard limit; it cannot raise the hard limit itself
+(that needs privileges most machines, containers included, withhold).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import resource
+from collections.abc import Iterator
+
+import pytest
+
+import asock
+
+TARGET = 10_000
+# Descriptors besides the connections: stdio, pytest's capture files, the
+# loop's selector and self-pipe, the listening socket, /proc/self/fd itself.
+RESERVE = 64
+# Connects in flight at once: far below the listen backlog (somaxconn is
+# often 4096) and tcp_max_syn_backlog, so no SYN is dropped and retried a
+# second later.
+CONNECTS_IN_FLIGHT = 256
+BACKLOG = 4096
+
+
+def fd_count() -> int:
+    return len(os.listdir("/proc/self/fd"))
+
+
+@pytest.fixture
+def nofile() -> Iterator[int]:
+    """Raise the soft descriptor limit to the hard one; yield how many connections fit."""
+    if not os.path.isdir("/proc/self/fd"):
+        pytest.skip("needs /proc/self/fd to count descriptors")
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    limit = hard if hard != resource.RLIM_INFINITY else 1 << 20
+    resource.setrlimit(resource.RLIMIT_NOFILE, (limit, hard))
+    try:
+        yield (limit - fd_count() - RESERVE) // 2
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+
+
+async def hold_and_echo(count: int) -> None:
+    """Open ``count`` connections, echo on each twice while all are open, close them all."""
+    start_fds = fd_count()
+    errors: list[BaseException] = []
+    handlers: set[asyncio.Task[None]] = set()
+    live = 0
+    peak = 0
+
+    async def handle(conn: asock.socket) -> None:
+        nonlocal live, peak
+        live += 1
+        peak = max(peak, live)
+        try:
+            async with conn:
+                while data := await conn.recv(4096):
+                    await conn.sendall(data)
+        except BaseException as exc:  # collected, then asserted empty
+            errors.append(exc)
+        finally:
+            live -= 1
+
+    with asock.create_server(("127.0.0.1", 0), backlog=BACKLOG) as server:
+        address = server.getsockname()
+
+        async def accept_forever() -> None:
+            while True:
+                conn, _ = await server.accept()
+                task = asyncio.create_task(handle(conn))
+                handlers.add(task)
+                task.add_done_callback(handlers.discard)
+
+        acceptor = asyncio.create_task(accept_forever())
+        gate = asyncio.Semaphore(CONNECTS_IN_FLIGHT)
+        clients: list[asock.socket] = []
+
+        async def exchange(sock: asock.socket, message: bytes) -> None:
+            await sock.sendall(message)
+            got = b""
+            while len(got) < len(message):
+                chunk = await sock.recv(len(message) - len(got))
+                if not chunk:
+                    raise ConnectionError(f"EOF after {len(got)} of {len(message)} bytes")
+                got += chunk
+            if got != message:
+                raise AssertionError(f"echo mismatch: sent {message!r}, got {got!r}")
+
+        async def open_one(i: int) -> None:
+            async with gate:
+                sock = await asock.create_connection(address)
+                clients.append(sock)
+                await exchange(sock, b"hello %d\n" % i)
+
+        async def load() -> None:
+            results = await asyncio.gather(*(open_one(i) for i in range(count)), return_exceptions=True)
+            errors.extend(r for r in results if isinstance(r, BaseException))
+            assert not errors, f"{len(errors)} errors while connecting, first: {errors[0]!r}"
+            # Every connection is open at once, on both sides.
+            assert len(clients) == count
+            while live < count and not acceptor.done():
+                await asyncio.sleep(0.01)
+            assert live == count
+
+            # A second exchange on every connection while all are held.
+            results = await asyncio.gather(
+                *(exchange(sock, b"%d" % i * 100) for i, sock in enumerate(clients)), return_exceptions=True
+            )
+            errors.extend(r for r in results if isinstance(r, BaseException))
+            assert not errors, f"{len(errors)} errors on open connections, first: {errors[0]!r}"
+
+        async def drain_handlers() -> None:
+            while handlers:
+                await asyncio.gather(*handlers, return_exceptions=True)
+
+        try:
+            await asyncio.wait_for(load(), 50)
+        finally:
+            for sock in clients:
+                sock.close()
+            await asyncio.wait_for(drain_handlers(), 30)
+            acceptor.cancel()
+            await asyncio.gather(acceptor, return_exceptions=True)
+
+    assert not errors, f"{len(errors)} handler errors, first: {errors[0]!r}"
+    assert peak == count
+    assert fd_count() == start_fds
+
+
+@pytest.mark.timeout(120)
+async def test_ten_thousand_connections(nofile: int) -> None:
+    if nofile < TARGET:
+        hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+        pytest.skip(
+            f"{TARGET} connections need about {2 * TARGET + RESERVE} descriptors in one process; "
+            f"the hard RLIMIT_NOFILE is {hard} and cannot be raised here (test_as_many_as_fit runs {nofile})"
+        )
+    await hold_and_echo(TARGET)
+
+
+@pytest.mark.timeout(120)
+async def test_as_many_as_fit(nofile: int) -> None:
+    """As many connections as the hard limit allows (at most TARGET), so a low limit still gets load."""
+    count = min(TARGET, nofile)
+    if count < 1000:
+        pytest.skip(f"the hard RLIMIT_NOFILE allows only {count} connections in one process")
+    if count == TARGET:
+        pytest.skip("test_ten_thousand_connections runs the full count")
+    await hold_and_echo(count)
