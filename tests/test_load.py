@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import os
 import resource
+import sys
 from collections.abc import Iterator
 
 import pytest
@@ -30,6 +31,16 @@ BACKLOG = 4096
 
 def fd_count() -> int:
     return len(os.listdir("/proc/self/fd"))
+
+
+def socket_fds() -> int:
+    count = 0
+    for name in os.listdir("/proc/self/fd"):
+        try:
+            count += os.readlink(f"/proc/self/fd/{name}").startswith("socket:")
+        except OSError:
+            pass  # closed meanwhile (the listing's own descriptor)
+    return count
 
 
 @pytest.fixture
@@ -153,3 +164,124 @@ async def test_as_many_as_fit(nofile: int) -> None:
     if count == TARGET:
         pytest.skip("test_ten_thousand_connections runs the full count")
     await hold_and_echo(count)
+
+
+# The client side of test_ten_thousand_from_a_client_process: opens N
+# connections (all held at once), waits for the go line, echoes a distinct
+# message on every one, closes them all and reports the number of errors.
+_CLIENT = r"""
+import asyncio, resource, sys
+import asock
+
+port, count = int(sys.argv[1]), int(sys.argv[2])
+soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+async def main():
+    gate = asyncio.Semaphore(256)
+    socks = []
+
+    async def open_one():
+        async with gate:
+            sock = asock.socket()
+            try:
+                await sock.connect(("127.0.0.1", port))
+            except BaseException:
+                sock.close()
+                raise
+            socks.append(sock)
+
+    async def echo(sock, i):
+        message = b"connection %d\n" % i
+        await sock.sendall(message)
+        got = b""
+        while len(got) < len(message):
+            chunk = await sock.recv(64)
+            if not chunk:
+                raise ConnectionError("EOF")
+            got += chunk
+        if got != message:
+            raise AssertionError(got)
+
+    results = await asyncio.gather(*(open_one() for _ in range(count)), return_exceptions=True)
+    print("OPEN", len(socks), sum(r is not None for r in results), flush=True)
+    await asyncio.get_running_loop().run_in_executor(None, sys.stdin.readline)
+    results = await asyncio.gather(*(echo(s, i) for i, s in enumerate(socks)), return_exceptions=True)
+    for sock in socks:
+        sock.close()
+    print("DONE", sum(r is not None for r in results), flush=True)
+
+asyncio.run(main())
+"""
+
+
+@pytest.mark.timeout(120)
+async def test_ten_thousand_from_a_client_process(nofile: int) -> None:
+    """10,000 connections held at once by this process's asock server.
+
+    The client runs in a second process, so each process needs about 10,000
+    descriptors: within reach where one process cannot hold both ends.
+    """
+    if nofile * 2 < TARGET + RESERVE:
+        pytest.skip(f"the hard RLIMIT_NOFILE cannot hold {TARGET} server connections")
+    start_sockets = socket_fds()
+    errors: list[BaseException] = []
+    handlers: set[asyncio.Task[None]] = set()
+    live = peak = 0
+
+    async def handle(conn: asock.socket) -> None:
+        nonlocal live, peak
+        live += 1
+        peak = max(peak, live)
+        try:
+            async with conn:
+                while data := await conn.recv(4096):
+                    await conn.sendall(data)
+        except BaseException as exc:
+            errors.append(exc)
+        finally:
+            live -= 1
+
+    async def accept_forever(server: asock.socket) -> None:
+        while True:
+            conn, _ = await server.accept()
+            task = asyncio.create_task(handle(conn))
+            handlers.add(task)
+            task.add_done_callback(handlers.discard)
+
+    with asock.create_server(("127.0.0.1", 0), backlog=BACKLOG) as server:
+        acceptor = asyncio.create_task(accept_forever(server))
+        client = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-c",
+            _CLIENT,
+            str(server.getsockname()[1]),
+            str(TARGET),
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+            env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)},
+        )
+        try:
+            assert client.stdin is not None and client.stdout is not None
+            opened = (await asyncio.wait_for(client.stdout.readline(), 60)).split()
+            assert opened == [b"OPEN", str(TARGET).encode(), b"0"], opened
+            while live < TARGET:
+                await asyncio.sleep(0.01)
+            assert live == TARGET  # every connection held at once
+            client.stdin.write(b"go\n")
+            await client.stdin.drain()
+            done = (await asyncio.wait_for(client.stdout.readline(), 60)).split()
+            assert done == [b"DONE", b"0"], done
+            assert await asyncio.wait_for(client.wait(), 30) == 0
+            while handlers:
+                await asyncio.wait_for(asyncio.gather(*handlers, return_exceptions=True), 30)
+        finally:
+            if client.returncode is None:
+                client.kill()
+                await client.wait()
+            acceptor.cancel()
+            await asyncio.gather(acceptor, return_exceptions=True)
+    assert not errors, f"{len(errors)} handler errors, first: {errors[0]!r}"
+    assert peak == TARGET
+    # Sockets only: uvloop keeps a pipe for child processes once one has run.
+    assert socket_fds() == start_sockets
