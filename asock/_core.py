@@ -23,7 +23,6 @@ import io
 import math
 import operator
 import os
-import time
 from collections.abc import Callable, Generator
 from socket import _GiveupOnSendfile  # type: ignore[attr-defined]
 from typing import Any, TypeVar
@@ -34,14 +33,11 @@ __all__ = [
     "BusyError",
     "Op",
     "Step",
-    "attempt",
     "check_sendfile_args",
     "closed_error",
     "connect",
-    "deadline",
     "parse_blocking",
     "parse_timeout",
-    "remaining",
     "retry",
     "sendall",
     "sendfile",
@@ -113,35 +109,18 @@ def parse_blocking(flag: object) -> bool:
     return bool(value)
 
 
-def deadline(timeout: float | None) -> float | None:
-    """The monotonic instant a call with this timeout must end by."""
-    return None if timeout is None else time.monotonic() + timeout
+def retry(direction: int, would_block: BlockingIOError, call: Callable[..., T], *args: Any) -> Op[T]:
+    """A single syscall whose first try would block: wait, retry, until it completes.
 
-
-def remaining(when: float | None) -> float | None:
-    """Seconds left until ``when`` (never negative), or None for no deadline."""
-    if when is None:
-        return None
-    return max(0.0, when - time.monotonic())
-
-
-def attempt(direction: int, call: Callable[..., T], *args: Any) -> Op[T]:
-    """A single syscall, retried after every wait until it stops blocking."""
+    A driver's fast path makes the first try itself and hands over here
+    without repeating the syscall that just failed.
+    """
+    yield direction, would_block
     while True:
         try:
             return call(*args)
         except BlockingIOError as exc:
             yield direction, exc
-
-
-def retry(direction: int, would_block: BlockingIOError, call: Callable[..., T], *args: Any) -> Op[T]:
-    """``attempt`` for a call whose first try already would block: wait first.
-
-    Lets a driver's fast path (one direct try) hand over without repeating a
-    syscall that just failed.
-    """
-    yield direction, would_block
-    return (yield from attempt(direction, call, *args))
 
 
 def sendall(sock: _socket.socket, data: Any, flags: int = 0) -> Op[None]:

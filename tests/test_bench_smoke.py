@@ -172,3 +172,12 @@ def test_scale_holds_connections_and_reports_memory() -> None:
     assert "asock-asyncio" in out and "streams-asyncio" in out
     assert "asock / streams" in out
     assert out.count("B per connection in Python objects") == 2, out
+
+
+def test_fairness_benchmark_prints_each_budget() -> None:
+    proc = run(str(BENCH / "fairness.py"), "--mib", "4", "--rounds", "1", "--budget", "64", timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    rows = [line.split() for line in proc.stdout.splitlines() if line.strip().startswith("64 ")]
+    assert {row[1] for row in rows} >= {"asyncio"}, proc.stdout
+    # receives per second were measured, not printed as a placeholder
+    assert all(int(row[2].replace(",", "")) > 0 for row in rows), proc.stdout
