@@ -440,7 +440,7 @@ class socket:
     ) -> tuple[int, list[tuple[int, int, bytes]], int, _Address]:
         """Scatter data into ``buffers``; return ``(nbytes, ancdata, msg_flags, address)``."""
         # A one-shot iterable must survive the retry after a wait.
-        buffers = _replayable(buffers)
+        buffers = _core.replayable(buffers)
         return await self._io(READ, flags, self._sock.recvmsg_into, buffers, ancbufsize, flags)  # type: ignore[no-any-return]
 
     async def send(self, data: _Buffer, flags: int = 0) -> int:
@@ -508,8 +508,8 @@ class socket:
     ) -> int:
         """Send data and ancillary data; return how many bytes were sent."""
         sock = self._sock
-        buffers = _replayable(buffers)
-        ancdata = _replayable(ancdata)
+        buffers = _core.replayable(buffers)
+        ancdata = _core.replayable(ancdata)
         if isinstance(flags, int):
             flags |= _NOSIGNAL  # else the native call rejects it, in the stdlib's order
         if address is not None:
@@ -665,20 +665,7 @@ class socket:
         sock = getattr(self, "_sock", None)
         if sock is None:
             return f"<{type(self).__module__}.{type(self).__qualname__} [uninitialized]>"
-        closed = sock.fileno() < 0
-        text = (
-            f"<asock.{type(self).__qualname__}{' [closed]' if closed else ''} fd={sock.fileno()}, "
-            f"family={self.family}, type={self.type}, proto={self.proto}"
-        )
-        if not closed:
-            for label, get in (("laddr", sock.getsockname), ("raddr", sock.getpeername)):
-                try:
-                    address = get()
-                except OSError:
-                    continue
-                if address:
-                    text += f", {label}={address}"
-        return text + ">"
+        return _core.describe(f"asock.{type(self).__qualname__}", self, sock.fileno() < 0)
 
     def __getstate__(self) -> object:
         raise TypeError(f"cannot pickle {type(self).__qualname__!r} object")
@@ -694,16 +681,6 @@ class socket:
             self._release()
         sock.close()
         warnings.warn(message, ResourceWarning, source=self, stacklevel=2)
-
-
-def _replayable(items: Any) -> Any:
-    """A list of a one-shot iterable, so a retry after a wait sees the same items."""
-    if isinstance(items, (list, tuple)):
-        return items
-    try:
-        return list(items)
-    except TypeError:
-        return items  # not iterable: the native call raises the stdlib's message
 
 
 def _convert(value: int, enum: Any) -> Any:

@@ -36,8 +36,10 @@ __all__ = [
     "check_sendfile_args",
     "closed_error",
     "connect",
+    "describe",
     "parse_blocking",
     "parse_timeout",
+    "replayable",
     "retry",
     "sendall",
     "sendfile",
@@ -107,6 +109,37 @@ def parse_blocking(flag: object) -> bool:
     if not -(2**63) <= value < 2**63:
         raise OverflowError("Python int too large to convert to C long")
     return bool(value)
+
+
+def replayable(items: Any) -> Any:
+    """A one-shot iterable as a list, so a retry after a wait sees it whole.
+
+    Anything that is not iterable goes through unchanged, for the native call
+    to reject with the stdlib's own message.
+    """
+    if isinstance(items, (list, tuple)):
+        return items
+    try:
+        return list(items)
+    except TypeError:
+        return items
+
+
+def describe(name: str, sock: Any, closed: bool) -> str:
+    """The stdlib's socket repr, under ``name``: fd, family, type, proto, addresses."""
+    text = (
+        f"<{name}{' [closed]' if closed else ''} fd={sock.fileno()}, "
+        f"family={sock.family!s}, type={sock.type!s}, proto={sock.proto}"
+    )
+    if not closed:
+        for label, get in (("laddr", sock.getsockname), ("raddr", sock.getpeername)):
+            try:
+                address = get()
+            except OSError:
+                continue
+            if address:
+                text += f", {label}={address}"
+    return text + ">"
 
 
 def retry(direction: int, would_block: BlockingIOError, call: Callable[..., T], *args: Any) -> Op[T]:

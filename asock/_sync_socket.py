@@ -304,7 +304,7 @@ class socket(_socket.socket):
 
     def recvmsg_into(self, buffers: Iterable[_Buffer], *args: Any) -> tuple[int, list[Any], int, _Address]:
         """recvmsg_into(buffers[, ancbufsize[, flags]]) -> (nbytes, ancdata, msg_flags, address)"""
-        return self._io(READ, args[1] if len(args) > 1 else 0, _c_recvmsg_into, _reusable(buffers), *args)  # type: ignore[no-any-return]
+        return self._io(READ, args[1] if len(args) > 1 else 0, _c_recvmsg_into, _core.replayable(buffers), *args)  # type: ignore[no-any-return]
 
     def send(self, data: _Buffer, flags: int = 0, /) -> int:
         """send(data[, flags]) -> count"""
@@ -350,8 +350,8 @@ class socket(_socket.socket):
     def sendmsg(self, buffers: Iterable[_Buffer], *args: Any) -> int:
         """sendmsg(buffers[, ancdata[, flags[, address]]]) -> count"""
         if args and not isinstance(args[0], (list, tuple)):
-            args = (_reusable(args[0]), *args[1:])
-        return self._io(WRITE, args[1] if len(args) > 1 else 0, _c_sendmsg, _reusable(buffers), *args)  # type: ignore[no-any-return]
+            args = (_core.replayable(args[0]), *args[1:])
+        return self._io(WRITE, args[1] if len(args) > 1 else 0, _c_sendmsg, _core.replayable(buffers), *args)  # type: ignore[no-any-return]
 
     if hasattr(_c, "sendmsg_afalg"):
 
@@ -524,38 +524,11 @@ class socket(_socket.socket):
             self.close()
 
     def __repr__(self) -> str:
-        closed = getattr(self, "_closed", False)
-        fd = self.fileno()
-        text = (
-            f"<{type(self).__module__}.{type(self).__qualname__}{' [closed]' if closed else ''} "
-            f"fd={fd}, family={self.family!s}, type={self.type!s}, proto={self.proto}"
-        )
-        if fd != -1:
-            for label, get in (("laddr", self.getsockname), ("raddr", self.getpeername)):
-                try:
-                    address = get()
-                except OSError:
-                    continue
-                if address:
-                    text += f", {label}={address}"
-        return text + ">"
+        name = f"{type(self).__module__}.{type(self).__qualname__}"
+        return _core.describe(name, self, getattr(self, "_closed", False))
 
     def __getstate__(self) -> object:
         raise TypeError(f"cannot pickle {type(self).__name__!r} object")
-
-
-def _reusable(items: Any) -> Any:
-    """A one-shot iterable as a list, so a retry after a wait sees it whole.
-
-    Anything that is not iterable goes through unchanged, for the C method to
-    reject with its own message.
-    """
-    if isinstance(items, (list, tuple)):
-        return items
-    try:
-        return list(items)
-    except TypeError:
-        return items
 
 
 def _valid_into(buffer: Any, nbytes: Any) -> bool:
