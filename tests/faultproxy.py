@@ -51,17 +51,10 @@ def _reset(sock: socket.socket) -> None:
     sock.close()
 
 
-class FaultProxy:
-    """Listen on 127.0.0.1 and forward every connection to ``upstream`` with ``fault``."""
+class _ThreadedServer:
+    """A loopback listener whose work runs on daemon threads, all stopped by close()."""
 
-    def __init__(self, upstream: tuple[str, int], fault: Fault) -> None:
-        self.upstream = upstream
-        self.fault = fault
-        self.connections = 0
-        self.forwarded_down = 0  # bytes delivered to clients, all connections
-        self.forwarded_up = 0  # bytes delivered to the server
-        self.struck = threading.Event()  # set once the fault has been applied
-        self.errors: list[BaseException] = []
+    def __init__(self) -> None:
         self._stop = threading.Event()
         self._lock = threading.Lock()
         self._sockets: list[socket.socket] = []
@@ -69,18 +62,58 @@ class FaultProxy:
         self._listener = socket.create_server(("127.0.0.1", 0))
         self._listener.settimeout(_POLL)
         self.address: tuple[str, int] = self._listener.getsockname()
-        self._spawn(self._accept_loop)
 
-    def _spawn(self, target: object, *args: object) -> None:
+    def _spawn(self, target: object, *args: object) -> threading.Thread:
         thread = threading.Thread(target=target, args=args, daemon=True)  # type: ignore[arg-type]
         with self._lock:
             self._threads.append(thread)
         thread.start()
+        return thread
 
     def _track(self, sock: socket.socket) -> socket.socket:
         with self._lock:
             self._sockets.append(sock)
         return sock
+
+    def _shut_down(self) -> list[threading.Thread]:
+        """Stop every thread, close every socket; return the threads still alive."""
+        self._stop.set()
+        self._listener.close()
+        with self._lock:
+            threads = list(self._threads)
+        for thread in threads:
+            thread.join(10)
+        with self._lock:
+            for sock in self._sockets:
+                sock.close()
+            self._sockets.clear()
+        return [t for t in threads if t.is_alive()]
+
+    def close(self) -> None:
+        self._shut_down()
+
+    def __enter__(self) -> _ThreadedServer:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+
+class FaultProxy(_ThreadedServer):
+    """Listen on 127.0.0.1 and forward every connection to ``upstream`` with ``fault``."""
+
+    def __init__(self, upstream: tuple[str, int], fault: Fault) -> None:
+        super().__init__()
+        self.upstream = upstream
+        self.fault = fault
+        self.connections = 0
+        self.forwarded_down = 0  # bytes delivered to clients, all connections
+        self.forwarded_up = 0  # bytes delivered to the server
+        self.struck = threading.Event()  # set once the fault has been applied
+        self.errors: list[BaseException] = []
+        self._spawn(self._accept_loop)
 
     def _accept_loop(self) -> None:
         while not self._stop.is_set():
@@ -106,10 +139,7 @@ class FaultProxy:
             # Each connection's own stop flag: the reset must stop the other
             # pump before closing, or that thread could read a reused fd.
             link = threading.Event()
-            up = threading.Thread(target=self._pump_up, args=(client, server, random.Random(seed), link), daemon=True)
-            with self._lock:
-                self._threads.append(up)
-            up.start()
+            up = self._spawn(self._pump_up, client, server, random.Random(seed), link)
             self._spawn(self._pump_down, server, client, random.Random(-seed), link, up)
 
     def _stopped(self, link: threading.Event) -> bool:
@@ -208,30 +238,15 @@ class FaultProxy:
         self._stop.wait()
 
     def close(self) -> None:
-        self._stop.set()
-        self._listener.close()
-        with self._lock:
-            threads = list(self._threads)
-        for thread in threads:
-            thread.join(10)
-        with self._lock:
-            for sock in self._sockets:
-                sock.close()
-            self._sockets.clear()
-        alive = [t for t in threads if t.is_alive()]
+        alive = self._shut_down()
         if alive:
             raise RuntimeError(f"fault proxy threads did not stop: {alive!r}")
 
     def __enter__(self) -> FaultProxy:
         return self
 
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.close()
 
-
-class EchoServer:
+class EchoServer(_ThreadedServer):
     """A stdlib echo server on a thread: the upstream for blocking clients.
 
     It records how each connection ended (``None`` for a clean EOF, else the
@@ -239,22 +254,10 @@ class EchoServer:
     """
 
     def __init__(self) -> None:
+        super().__init__()
         self.outcomes: list[BaseException | None] = []
         self.received = 0
-        self._stop = threading.Event()
-        self._threads: list[threading.Thread] = []
-        self._conns: list[socket.socket] = []
-        self._lock = threading.Lock()
-        self._listener = socket.create_server(("127.0.0.1", 0))
-        self._listener.settimeout(_POLL)
-        self.address: tuple[str, int] = self._listener.getsockname()
-        self._start(self._accept_loop)
-
-    def _start(self, target: object, *args: object) -> None:
-        thread = threading.Thread(target=target, args=args, daemon=True)  # type: ignore[arg-type]
-        with self._lock:
-            self._threads.append(thread)
-        thread.start()
+        self._spawn(self._accept_loop)
 
     def _accept_loop(self) -> None:
         while not self._stop.is_set():
@@ -265,9 +268,7 @@ class EchoServer:
             except OSError:
                 return
             conn.settimeout(_POLL)
-            with self._lock:
-                self._conns.append(conn)
-            self._start(self._echo, conn)
+            self._spawn(self._echo, self._track(conn))
 
     def _echo(self, conn: socket.socket) -> None:
         outcome: BaseException | None = None
@@ -294,21 +295,5 @@ class EchoServer:
         with self._lock:
             self.outcomes.append(outcome)
 
-    def close(self) -> None:
-        self._stop.set()
-        self._listener.close()
-        with self._lock:
-            threads = list(self._threads)
-        for thread in threads:
-            thread.join(10)
-        with self._lock:
-            for conn in self._conns:
-                conn.close()
-
     def __enter__(self) -> EchoServer:
         return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.close()
