@@ -55,8 +55,23 @@ def _wake(fut: asyncio.Future[None]) -> None:
         fut.set_result(None)
 
 
-def _on_readable(ref: weakref.ref[socket]) -> None:
-    sock = ref()
+class _Watch(weakref.ref):  # type: ignore[type-arg]
+    """A registration's callback argument: a weak reference to the socket.
+
+    The loop holds the only strong reference, so this object lives exactly as
+    long as the loop keeps the registration.  A weak reference to it tells the
+    socket whether its registration is still alive: uvloop (libuv) ends a
+    watch on its own when the descriptor reports an error (POLLERR, e.g. after
+    a reset), after one last callback, and a waiter relying on a dead watch
+    would never wake.  The loop holds only a weak reference to the socket, so
+    a socket dropped while registered is still collected (and warned about).
+    """
+
+    __slots__ = ("__weakref__",)
+
+
+def _on_readable(watch: _Watch) -> None:
+    sock = watch()
     if sock is not None:
         fut = sock._reader
         if fut is None or fut.done():
@@ -65,8 +80,8 @@ def _on_readable(ref: weakref.ref[socket]) -> None:
             fut.set_result(None)
 
 
-def _on_writable(ref: weakref.ref[socket]) -> None:
-    sock = ref()
+def _on_writable(watch: _Watch) -> None:
+    sock = watch()
     if sock is not None:
         fut = sock._writer
         if fut is None or fut.done():
@@ -116,13 +131,13 @@ class socket:
         "_may_wait_first",
         "_reader",
         "_reading",
-        "_ref",
+        "_rwatch",
         "_sock",
         "_ticks",
         "_timeout",
-        "_watching",
         "_writer",
         "_writing",
+        "_wwatch",
     )
 
     _sock: _socket.socket
@@ -132,8 +147,10 @@ class socket:
     _reader: asyncio.Future[None] | None
     _writer: asyncio.Future[None] | None
     _ticks: int
-    _watching: int
-    _ref: weakref.ref[socket] | None
+    # The live registrations, as weak references to their _Watch; one that is
+    # set but dead was ended by the loop and still needs removing.
+    _rwatch: weakref.ref[_Watch] | None
+    _wwatch: weakref.ref[_Watch] | None
     _drained: int
     _may_wait_first: bool
     _reading: Any  # the waiting receive (its native method or name), for BusyError
@@ -151,8 +168,7 @@ class socket:
         self._reader = None
         self._writer = None
         self._ticks = 0
-        self._watching = 0
-        self._ref = None
+        self._rwatch = self._wwatch = None
         self._drained = 0
         self._reading = self._writing = None
         self._may_wait_first = False  # decided with the loop, in _bind_loop
@@ -173,18 +189,16 @@ class socket:
                 raise RuntimeError(
                     f"{self!r} is bound to event loop {bound!r} and cannot be used from {loop!r}"
                 )
-            self._watching = 0  # the closed loop's selector took them along
+            self._rwatch = self._wwatch = None  # the closed loop's selector took them along
         self._loop = loop
-        # Waiting before the first attempt (see _note_drained) needs a
-        # registration that outlives every readiness report.  asyncio's
-        # selector loops keep one until it is removed.  libuv (uvloop) ends
-        # one for good when it reports an error (POLLERR: a reset), after
-        # waking the waiter once; if that receive gets data queued before the
-        # reset, a next receive that waited first would wait on the dead
-        # watch forever.  So on any other loop receives try first, and the
-        # error they get drops the dead watch (_drop_dead_watches).
-        self._may_wait_first = self._sock.type == _socket.SOCK_STREAM and isinstance(
-            loop, asyncio.selector_events.BaseSelectorEventLoop
+        # Waiting before the first attempt (see _note_drained) is safe where
+        # readiness is level-triggered and a registration the loop has ended
+        # is seen (see _Watch) and renewed before the wait: asyncio's selector
+        # loops and uvloop.  On a loop not known to be like that, receives
+        # always try first.
+        self._may_wait_first = self._sock.type == _socket.SOCK_STREAM and (
+            isinstance(loop, asyncio.selector_events.BaseSelectorEventLoop)
+            or type(loop).__module__.partition(".")[0] == "uvloop"
         )
         return loop
 
@@ -203,11 +217,7 @@ class socket:
             await asyncio.sleep(0)
         nowait = self._timeout == 0.0
         if not direction & self._drained or flags or nowait:
-            try:
-                result = _attempt(call, args)
-            except OSError:
-                self._drop_dead_watches()
-                raise
+            result = _attempt(call, args)
             if result is not _AGAIN:
                 self._ticks += 1
                 return result
@@ -230,11 +240,7 @@ class socket:
                 finally:
                     timer.cancel()
             # Readiness is a hint: the syscall decides, and may block again.
-            try:
-                result = _attempt(call, args)
-            except OSError:
-                self._drop_dead_watches()
-                raise
+            result = _attempt(call, args)
             if result is not _AGAIN:
                 return result
             if when is not None and time.monotonic() >= when:
@@ -271,9 +277,6 @@ class socket:
         except StopIteration as done:
             result: T = done.value
             return result
-        except OSError:
-            self._drop_dead_watches()  # see there: a reset may have ended libuv's watch
-            raise
 
     async def _wait(self, direction: int, when: float | None, what: Any) -> None:
         """Wait until the loop reports the descriptor ready, ``when`` passes, or close()."""
@@ -308,18 +311,18 @@ class socket:
                 raise BusyError(self._busy_message(what, self._reading, "receive"))
             self._reader = fut
             self._reading = what
-            if not self._watching & READ:
-                loop.add_reader(fd, _on_readable, self._weak())
-                self._watching |= READ
+            watch = self._rwatch
+            if watch is None or watch() is None:
+                self._watch(READ)
         else:
             waiter = self._writer
             if waiter is not None and not waiter.done():
                 raise BusyError(self._busy_message(what, self._writing, "send"))
             self._writer = fut
             self._writing = what
-            if not self._watching & WRITE:
-                loop.add_writer(fd, _on_writable, self._weak())
-                self._watching |= WRITE
+            watch = self._wwatch
+            if watch is None or watch() is None:
+                self._watch(WRITE)
         self._ticks = 0
         return fut
 
@@ -335,13 +338,23 @@ class socket:
         if self._may_wait_first:
             self._drained = READ if short and not flags else 0
 
-    def _weak(self) -> weakref.ref[socket]:
-        # The loop holds only a weak reference, so a socket that is dropped
-        # while registered is still collected (and warned about).
-        ref = self._ref
-        if ref is None:
-            ref = self._ref = weakref.ref(self)
-        return ref
+    def _watch(self, direction: int) -> None:
+        """Register the descriptor for ``direction``, replacing a registration the loop ended."""
+        loop = self._loop
+        assert loop is not None
+        watch = _Watch(self)
+        if direction == READ:
+            if self._rwatch is not None:
+                # Ended by the loop (see _Watch): uvloop still keeps the closed
+                # watch under this descriptor and would refuse a new one.
+                loop.remove_reader(self._fd)
+            loop.add_reader(self._fd, _on_readable, watch)
+            self._rwatch = weakref.ref(watch)
+        else:
+            if self._wwatch is not None:
+                loop.remove_writer(self._fd)
+            loop.add_writer(self._fd, _on_writable, watch)
+            self._wwatch = weakref.ref(watch)
 
     def _busy_message(self, what: Any, busy: Any, verb: str) -> str:
         def name(op: Any) -> str:
@@ -352,22 +365,12 @@ class socket:
             f"to {verb} on {self!r}"
         )
 
-    def _drop_dead_watches(self) -> None:
-        """Unregister idle directions after a socket error.
-
-        libuv (under uvloop) stops watching a descriptor that reports an
-        error (POLLERR: a reset, an ICMP error) for good, after one last
-        callback.  Kept "registered", the next wait would never wake;
-        unregistering makes the next wait register afresh.
-        """
-        if self._watching & READ and (self._reader is None or self._reader.done()):
-            self._unwatch(READ)
-        if self._watching & WRITE and (self._writer is None or self._writer.done()):
-            self._unwatch(WRITE)
-
     def _unwatch(self, direction: int) -> None:
         loop = self._loop
-        self._watching &= ~direction
+        if direction == READ:
+            self._rwatch = None
+        else:
+            self._wwatch = None
         if loop is not None and not loop.is_closed():
             if direction == READ:
                 loop.remove_reader(self._fd)
@@ -378,9 +381,9 @@ class socket:
         """Forget the descriptor: unregister it and fail every waiter with EBADF."""
         # Unregister before the descriptor is closed, so a reused fd number
         # cannot receive this socket's stale events.
-        if self._watching & READ:
+        if self._rwatch is not None:
             self._unwatch(READ)
-        if self._watching & WRITE:
+        if self._wwatch is not None:
             self._unwatch(WRITE)
         self._fd = -1
         reader, writer = self._reader, self._writer
@@ -556,7 +559,8 @@ class socket:
             loop = self._loop
             if (
                 loop is not None
-                and self._watching  # registered: the selector is the loop thread's
+                # Registered: the selector belongs to the loop's thread.
+                and (self._rwatch is not None or self._wwatch is not None)
                 and loop.is_running()
                 and _get_running_loop() is not loop
             ):
