@@ -22,7 +22,7 @@ import weakref
 from _thread import get_ident
 from asyncio.events import _get_running_loop
 from collections.abc import Iterable
-from typing import Any, TypeVar, overload
+from typing import Any, ClassVar, TypeVar, overload
 
 from . import _core
 from ._core import READ, WRITE, BusyError
@@ -64,19 +64,42 @@ def _wake(fut: asyncio.Future[None]) -> None:
         fut.set_result(None)
 
 
-class _Watch(weakref.ref):  # type: ignore[type-arg]
+# ``_watching`` holds READ / WRITE while the direction is registered, and the
+# same bit shifted left by _ENDED once the loop has let go of a registration
+# (see _Watch): that one is removed before the direction is registered again.
+_ENDED = 2
+
+
+class _Watch(weakref.ref["socket"]):
     """A registration's callback argument: a weak reference to the socket.
 
-    The loop holds the only strong reference, so this object lives exactly as
-    long as the loop keeps the registration.  A weak reference to it tells the
-    socket whether its registration is still alive: uvloop (libuv) ends a
-    watch on its own when the descriptor reports an error (POLLERR, e.g. after
-    a reset), after one last callback, and a waiter relying on a dead watch
-    would never wake.  The loop holds only a weak reference to the socket, so
-    a socket dropped while registered is still collected (and warned about).
+    The loop holds the only strong reference to it, so it is collected when
+    the loop lets go of the registration: on remove_reader / remove_writer,
+    and also when uvloop (libuv) ends a watch by itself because the descriptor
+    reported an error (POLLERR, e.g. after a reset), after one last callback.
+    Its finalizer tells the socket, so no wait relies on a dead watch.  The
+    reference to the socket is weak so that a socket dropped while registered
+    is still collected (and warned about).
     """
 
-    __slots__ = ("__weakref__",)
+    __slots__ = ()
+    direction: ClassVar[int]
+
+    def __del__(self) -> None:
+        sock = self()
+        if sock is not None:
+            direction = self.direction
+            sock._watching = sock._watching & ~direction | direction << _ENDED
+
+
+class _ReadWatch(_Watch):
+    __slots__ = ()
+    direction = READ
+
+
+class _WriteWatch(_Watch):
+    __slots__ = ()
+    direction = WRITE
 
 
 def _on_readable(watch: _Watch) -> None:
@@ -140,14 +163,13 @@ class socket:
         "_may_wait_first",
         "_reader",
         "_reading",
-        "_rwatch",
         "_sock",
         "_thread",
         "_ticks",
         "_timeout",
+        "_watching",
         "_writer",
         "_writing",
-        "_wwatch",
     )
 
     _sock: _socket.socket
@@ -158,10 +180,7 @@ class socket:
     _reader: asyncio.Future[None] | None
     _writer: asyncio.Future[None] | None
     _ticks: int
-    # The live registrations, as weak references to their _Watch; one that is
-    # set but dead was ended by the loop and still needs removing.
-    _rwatch: weakref.ref[_Watch] | None
-    _wwatch: weakref.ref[_Watch] | None
+    _watching: int  # see _ENDED
     _drained: int
     _may_wait_first: bool
     _reading: Any  # the waiting receive (its native method or name), for BusyError
@@ -180,7 +199,7 @@ class socket:
         self._reader = None
         self._writer = None
         self._ticks = 0
-        self._rwatch = self._wwatch = None
+        self._watching = 0
         self._drained = 0
         self._reading = self._writing = None
         self._may_wait_first = False  # decided with the loop, in _bind_loop
@@ -201,7 +220,7 @@ class socket:
                 raise RuntimeError(
                     f"{self!r} is bound to event loop {bound!r} and cannot be used from {loop!r}"
                 )
-            self._rwatch = self._wwatch = None  # the closed loop's selector took them along
+            self._watching = 0  # the closed loop's selector took them along
         self._loop = loop
         self._thread = get_ident()
         # Waiting before the first attempt (see _note_drained) is safe where
@@ -329,8 +348,7 @@ class socket:
                 raise BusyError(self._busy_message(what, self._reading, "receive"))
             self._reader = fut
             self._reading = what
-            watch = self._rwatch
-            if watch is None or watch() is None:
+            if not self._watching & READ:
                 self._watch(READ)
         else:
             waiter = self._writer
@@ -338,8 +356,7 @@ class socket:
                 raise BusyError(self._busy_message(what, self._writing, "send"))
             self._writer = fut
             self._writing = what
-            watch = self._wwatch
-            if watch is None or watch() is None:
+            if not self._watching & WRITE:
                 self._watch(WRITE)
         self._ticks = 0
         return fut
@@ -360,19 +377,18 @@ class socket:
         """Register the descriptor for ``direction``, replacing a registration the loop ended."""
         loop = self._loop
         assert loop is not None
-        watch = _Watch(self)
+        ended = self._watching & direction << _ENDED
         if direction == READ:
-            if self._rwatch is not None:
-                # Ended by the loop (see _Watch): uvloop still keeps the closed
-                # watch under this descriptor and would refuse a new one.
+            if ended:
+                # uvloop keeps a watch it ended under the descriptor and
+                # would refuse to start a new one until it is removed.
                 loop.remove_reader(self._fd)
-            loop.add_reader(self._fd, _on_readable, watch)
-            self._rwatch = weakref.ref(watch)
+            loop.add_reader(self._fd, _on_readable, _ReadWatch(self))
         else:
-            if self._wwatch is not None:
+            if ended:
                 loop.remove_writer(self._fd)
-            loop.add_writer(self._fd, _on_writable, watch)
-            self._wwatch = weakref.ref(watch)
+            loop.add_writer(self._fd, _on_writable, _WriteWatch(self))
+        self._watching = self._watching & ~(direction << _ENDED) | direction
 
     def _busy_message(self, what: Any, busy: Any, verb: str) -> str:
         def name(op: Any) -> str:
@@ -385,10 +401,7 @@ class socket:
 
     def _unwatch(self, direction: int) -> None:
         loop = self._loop
-        if direction == READ:
-            self._rwatch = None
-        else:
-            self._wwatch = None
+        self._watching &= ~(direction | direction << _ENDED)
         if loop is not None and not loop.is_closed():
             if direction == READ:
                 loop.remove_reader(self._fd)
@@ -399,9 +412,9 @@ class socket:
         """Forget the descriptor: unregister it and fail every waiter with EBADF."""
         # Unregister before the descriptor is closed, so a reused fd number
         # cannot receive this socket's stale events.
-        if self._rwatch is not None:
+        if self._watching & (READ | READ << _ENDED):
             self._unwatch(READ)
-        if self._wwatch is not None:
+        if self._watching & (WRITE | WRITE << _ENDED):
             self._unwatch(WRITE)
         self._fd = -1
         reader, writer = self._reader, self._writer
@@ -583,7 +596,7 @@ class socket:
             if (
                 loop is not None
                 # Registered: the selector belongs to the loop's thread.
-                and (self._rwatch is not None or self._wwatch is not None)
+                and self._watching
                 and loop.is_running()
                 and _get_running_loop() is not loop
             ):

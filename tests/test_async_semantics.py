@@ -265,6 +265,28 @@ async def test_reused_descriptor_gets_no_stale_events() -> None:
         assert keep._sock.recv(10) == b"old"
 
 
+@pytest.mark.parametrize("drained", [False, True], ids=["try-first", "wait-first"])
+async def test_registration_dropped_by_the_loop_is_renewed(drained: bool) -> None:
+    """A watch the loop lets go of on its own (uvloop does after POLLERR) is
+    never waited on: the next wait registers afresh.  Simulated here by
+    removing the reader behind the socket's back, with and without the
+    wait-before-trying of a receive that follows a short read."""
+    loop = asyncio.get_running_loop()
+    a, b = asock.socketpair()
+    with a, b:
+        first = asyncio.create_task(a.recv(10))
+        await settle(first)  # registered, and stays registered after the wake-up
+        await b.sendall(b"1")
+        assert await first == b"1"
+        if not drained:
+            a._drained = 0
+        loop.remove_reader(a.fileno())
+        second = asyncio.create_task(a.recv(10))
+        await settle(second)
+        await b.sendall(b"2")
+        assert await asyncio.wait_for(second, 5) == b"2"
+
+
 async def test_unregistered_before_os_close(monkeypatch: pytest.MonkeyPatch) -> None:
     loop = asyncio.get_running_loop()
     if not isinstance(loop, asyncio.BaseEventLoop):
