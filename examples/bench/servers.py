@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import collections
 import os
 import signal
 import socket
@@ -110,6 +111,55 @@ class EchoProtocol(asyncio.Protocol):
 async def serve_protocol(host: str, port: int) -> None:
     loop = asyncio.get_running_loop()
     server = await loop.create_server(EchoProtocol, host, port, backlog=BACKLOG)
+    async with server:
+        ready(server.sockets[0].getsockname()[1])
+        await server.serve_forever()
+
+
+class FloorProtocol(asyncio.Protocol):
+    """The cost floor of every API that awaits each read (a reference row).
+
+    The loop's transport does the reading and writing (in C on uvloop); the
+    only thing added to the plain Protocol is what any ``await recv()`` style
+    server pays per request: a future that wakes the connection's task.
+    """
+
+    def __init__(self) -> None:
+        self.chunks: collections.deque[bytes] = collections.deque()
+        self.waiter: asyncio.Future[None] | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport
+        nodelay(transport.get_extra_info("socket"))
+        self.task = asyncio.get_running_loop().create_task(self.echo())
+
+    def data_received(self, data: bytes) -> None:
+        self.chunks.append(data)
+        self.wake()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.chunks.append(b"")
+        self.wake()
+
+    def wake(self) -> None:
+        if self.waiter is not None and not self.waiter.done():
+            self.waiter.set_result(None)
+
+    async def echo(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            while not self.chunks:
+                self.waiter = loop.create_future()
+                await self.waiter
+            data = self.chunks.popleft()
+            if not data:
+                return
+            self.transport.write(data)  # type: ignore[attr-defined]
+
+
+async def serve_floor(host: str, port: int) -> None:
+    loop = asyncio.get_running_loop()
+    server = await loop.create_server(FloorProtocol, host, port, backlog=BACKLOG)
     async with server:
         ready(server.sockets[0].getsockname()[1])
         await server.serve_forever()
@@ -220,6 +270,8 @@ IMPLS: dict[str, Callable[[str, int], int]] = {
     "sock-asyncio": lambda h, p: run_async(serve_sock, "asyncio", h, p),
     "sock-uvloop": lambda h, p: run_async(serve_sock, "uvloop", h, p),
     "stdlib-threads": lambda h, p: serve_threads(socket, h, p),
+    "floor-asyncio": lambda h, p: run_async(serve_floor, "asyncio", h, p),
+    "floor-uvloop": lambda h, p: run_async(serve_floor, "uvloop", h, p),
 }
 
 
