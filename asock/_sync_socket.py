@@ -41,6 +41,7 @@ _DONTWAIT = getattr(_socket, "MSG_DONTWAIT", 0)
 # How many full reads in a row end the wait-first regime of receives.
 _WAIT_FIRST = 8
 _POLL_EVENTS = {READ: select.POLLIN, WRITE: select.POLLOUT}
+_MAX_POLL_MS = 2**31 - 1
 
 # The C type's methods, which never wait because its timeout stays 0.0.
 _c = _socket.socket
@@ -58,8 +59,8 @@ _c_type = _c.type.__get__
 _c_family = _c.family.__get__
 
 
-def _wait(fd: int, direction: int, when: float | None) -> None:
-    """Block until ``fd`` looks ready in ``direction`` or ``when`` passes.
+def _wait(fd: int, direction: int, left: float | None) -> None:
+    """Block until ``fd`` looks ready in ``direction``, or for at most ``left`` seconds.
 
     A fresh poll object per wait: several threads may wait on one socket at
     once (a pre-threaded accept loop), and ``select.poll`` objects refuse
@@ -70,16 +71,15 @@ def _wait(fd: int, direction: int, when: float | None) -> None:
         raise _core.closed_error()
     poller = select.poll()
     poller.register(fd, _POLL_EVENTS[direction])
-    if when is None:
+    if left is None:
         poller.poll()
-    else:
-        left = when - monotonic()
-        if left > 0.0:
-            # poll() rounds a fractional millisecond up, so one wake-up is
-            # enough to see the deadline passed.  poll() takes at most an int
-            # of milliseconds (~24.8 days); a longer wait is a hint like any
-            # other: the caller retries and waits again for the time left.
-            poller.poll(min(left * 1000.0, 2**31 - 1))
+    elif left > 0.0:
+        # poll() rounds a fractional millisecond up, so one wake-up is enough
+        # to see the deadline passed.  It takes at most an int of
+        # milliseconds (~24.8 days); a longer wait is a hint like any other:
+        # the caller retries and waits again for the time left.
+        ms = left * 1000.0
+        poller.poll(ms if ms < _MAX_POLL_MS else _MAX_POLL_MS)
 
 
 class _Native:
@@ -156,7 +156,7 @@ class socket(_socket.socket):
                             when = monotonic() + timeout
                         elif monotonic() >= when:
                             raise _core.timed_out()
-                    _wait(_c.fileno(self), direction, when)
+                    _wait(_c.fileno(self), direction, None if when is None else when - monotonic())
                 except BaseException as exc:
                     # The operation records its progress (bytes_sent) and
                     # re-raises the same exception.
@@ -287,7 +287,7 @@ class socket(_socket.socket):
         """
         timeout = self._timeout
         when = None if timeout is None else monotonic() + timeout
-        _wait(_c.fileno(self), direction, when)
+        _wait(_c.fileno(self), direction, timeout)
         return when
 
     def recvfrom(self, bufsize: int, flags: int = 0, /) -> tuple[bytes, _Address]:
