@@ -52,7 +52,7 @@ def test_run_quick_subset_prints_table_and_targets() -> None:
         timeout=50,
     )
     out = proc.stdout
-    for word in ("impl", "req/s", "p99 us", "client CPU", "asock-asyncio", "streams-asyncio", "targets"):
+    for word in ("impl", "req/s", "p99 us", "client CPU", "server CPU", "asock-asyncio", "streams-asyncio", "targets"):
         assert word in out, out
     # The asock row is compared with the only peer measured.
     assert "x streams-asyncio" in out, out
@@ -86,6 +86,9 @@ def test_run_json_reports_every_requested_cell(tmp_path: Path) -> None:
         assert row["status"] == "ok", row
         assert row["requests"] > 0 and row["errors"] == 0 and row["mismatches"] == 0, row
         assert row["size"] == 100 and row["conns"] == 1
+        # The server's own CPU per request, read by the client over the window.
+        assert row["server_user_us"] is not None and row["server_user_us"] >= 0, row
+        assert row["server_sys_us"] is not None and row["server_sys_us"] >= 0, row
     assert rows["asock-uvloop"]["peer"] == "protocol-uvloop"
     verdicts = {t["target"]: t["verdict"] for t in data["targets"]}
     assert verdicts["100 B x 1 p50 latency: asock-uvloop / protocol-uvloop"] in ("PASS", "FAIL")

@@ -8,7 +8,9 @@
  *
  * It is written in C so that the client is not the bottleneck: a Python
  * client on a 2-core machine saturates before the fastest servers do.  Its
- * own CPU share (getrusage) is reported so the table can show it.
+ * own CPU share (getrusage) is reported so the table can show it.  Given
+ * --server-pid, it also reports the server's CPU time per request over the
+ * same window (user and system, from /proc/PID/stat).
  *
  * Output: one JSON line on stdout.  Exit status 0 on success, 1 on any
  * mismatch or connection error (the measurement is then not trustworthy),
@@ -224,20 +226,43 @@ static int connect_one(const struct addrinfo *ai) {
 }
 
 static void usage(void) {
-    fprintf(stderr,
-            "usage: loadgen [--host H] --port P [--size BYTES] [--conns N] [--duration S] [--warmup S] [--cpu N]\n");
+    fprintf(stderr, "usage: loadgen [--host H] --port P [--size BYTES] [--conns N] [--duration S] [--warmup S] "
+                    "[--cpu N] [--server-pid PID]\n");
+}
+
+/* Another process's user and system CPU seconds, from /proc/PID/stat (fields
+ * 14 and 15, counted after the parenthesised command name, which may itself
+ * contain spaces or parentheses).  0 on success, -1 if it cannot be read. */
+static int proc_cpu(long pid, double *user, double *sys) {
+    char path[64], text[1024];
+    snprintf(path, sizeof path, "/proc/%ld/stat", pid);
+    FILE *f = fopen(path, "r");
+    if (!f) return -1;
+    size_t n = fread(text, 1, sizeof text - 1, f);
+    fclose(f);
+    text[n] = '\0';
+    char *p = strrchr(text, ')');
+    unsigned long long ut, st;
+    /* after ")": state(3) ppid pgrp session tty_nr tpgid flags minflt cminflt majflt cmajflt utime(14) stime(15) */
+    if (!p || sscanf(p + 1, " %*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu", &ut, &st) != 2) return -1;
+    double hz = (double)sysconf(_SC_CLK_TCK);
+    *user = (double)ut / hz;
+    *sys = (double)st / hz;
+    return 0;
 }
 
 int main(int argc, char **argv) {
     const char *host = "127.0.0.1";
     const char *port = NULL;
     int conns = 1, cpu = -1;
+    long server_pid = 0;
     double duration = 5.0, warmup = 1.0;
     static const struct option opts[] = {
         {"host", required_argument, 0, 'h'},     {"port", required_argument, 0, 'p'},
         {"size", required_argument, 0, 's'},     {"conns", required_argument, 0, 'c'},
         {"duration", required_argument, 0, 'd'}, {"warmup", required_argument, 0, 'w'},
-        {"cpu", required_argument, 0, 'u'},      {0, 0, 0, 0},
+        {"cpu", required_argument, 0, 'u'},      {"server-pid", required_argument, 0, 'S'},
+        {0, 0, 0, 0},
     };
     int opt;
     while ((opt = getopt_long(argc, argv, "", opts, NULL)) != -1) {
@@ -249,6 +274,7 @@ int main(int argc, char **argv) {
         case 'd': duration = atof(optarg); break;
         case 'w': warmup = atof(optarg); break;
         case 'u': cpu = atoi(optarg); break;
+        case 'S': server_pid = atol(optarg); break;
         default: usage(); return 2;
         }
     }
@@ -294,11 +320,13 @@ int main(int argc, char **argv) {
     uint64_t t0 = now_ns();
     uint64_t t_measure = t0 + (uint64_t)(warmup * 1e9);
     uint64_t t_end = t_measure + (uint64_t)(duration * 1e9);
-    double cpu0 = 0.0;
+    double cpu0 = 0.0, su0 = 0.0, ss0 = 0.0, su1 = 0.0, ss1 = 0.0;
+    int server_ok = server_pid > 0;
     uint64_t measure_start = 0;
     if (warmup == 0) {
         counting = 1;
         cpu0 = cpu_seconds();
+        if (server_ok) server_ok = proc_cpu(server_pid, &su0, &ss0) == 0;
         measure_start = t0;
     }
     for (int i = 0; i < conns; i++) {
@@ -327,6 +355,7 @@ int main(int argc, char **argv) {
         if (!counting && t >= t_measure) {
             counting = 1;
             cpu0 = cpu_seconds();
+            if (server_ok) server_ok = proc_cpu(server_pid, &su0, &ss0) == 0;
             measure_start = t;
         }
         if (t >= t_end) {
@@ -338,6 +367,7 @@ int main(int argc, char **argv) {
     }
     if (measure_end == 0) measure_end = now_ns();
     double cpu1 = cpu_seconds();
+    if (server_ok) server_ok = proc_cpu(server_pid, &su1, &ss1) == 0;
     for (int i = 0; i < conns; i++)
         if (!cs[i].dead) close(cs[i].fd);
 
@@ -347,10 +377,14 @@ int main(int argc, char **argv) {
     double mibps = seconds > 0 ? (double)bytes_total / seconds / 1048576.0 : 0.0;
     printf("{\"requests\": %llu, \"bytes\": %llu, \"seconds\": %.6f, \"rps\": %.1f, \"mib_s\": %.3f, "
            "\"p50_us\": %.1f, \"p99_us\": %.1f, \"max_us\": %.1f, \"client_cpu_pct\": %.1f, "
-           "\"errors\": %llu, \"mismatches\": %llu, \"size\": %zu, \"conns\": %d}\n",
+           "\"errors\": %llu, \"mismatches\": %llu, \"size\": %zu, \"conns\": %d",
            (unsigned long long)requests, (unsigned long long)bytes_total, seconds, rps, mibps,
            percentile_us(50.0), percentile_us(99.0), requests ? (double)lat_max / 1000.0 : 0.0, cpu_pct,
            (unsigned long long)errors, (unsigned long long)mismatches, msg_size, conns);
+    if (server_ok && requests)
+        printf(", \"server_user_us\": %.2f, \"server_sys_us\": %.2f", (su1 - su0) * 1e6 / (double)requests,
+               (ss1 - ss0) * 1e6 / (double)requests);
+    printf("}\n");
     fflush(stdout);
     if (mismatches) fprintf(stderr, "loadgen: FAIL: %llu echo mismatches\n", (unsigned long long)mismatches);
     return (errors || mismatches) ? 1 : 0;

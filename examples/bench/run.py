@@ -93,6 +93,10 @@ class Result:
     p50_us: float = 0.0
     p99_us: float = 0.0
     client_cpu_pct: float = 0.0
+    # The server process's CPU time per request over the measured window
+    # (all its threads), user and system; None where it could not be read.
+    server_user_us: float | None = None
+    server_sys_us: float | None = None
     requests: int = 0
     errors: int = 0
     mismatches: int = 0
@@ -199,12 +203,13 @@ def measure(
             result.status, result.note = "skip", server.skip_reason
             return result
         cmd = [str(LOADGEN), "--host", host, "--port", str(server.port), "--size", str(size), "--conns", str(conns)]
-        cmd += ["--duration", str(duration), "--warmup", str(warmup)]
+        cmd += ["--duration", str(duration), "--warmup", str(warmup), "--server-pid", str(server.proc.pid)]
         if cpus[1] is not None:
             cmd += ["--cpu", str(cpus[1])]
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=duration + warmup + 60)
         data = json.loads(proc.stdout.strip().splitlines()[-1]) if proc.stdout.strip() else {}
-        for key in ("rps", "mib_s", "p50_us", "p99_us", "client_cpu_pct", "requests", "errors", "mismatches"):
+        keys = ("rps", "mib_s", "p50_us", "p99_us", "client_cpu_pct", "server_user_us", "server_sys_us")
+        for key in (*keys, "requests", "errors", "mismatches"):
             if key in data:
                 setattr(result, key, data[key])
         if proc.returncode != 0 or server.proc.poll() is not None:
@@ -326,18 +331,34 @@ def format_table(results: list[Result], targets: list[dict[str, Any]], info: dic
         "command: python examples/bench/run.py " + " ".join(argv),
         "",
     ]
-    header = ("impl", "size", "conns", "req/s", "MiB/s", "p50 us", "p99 us", "client CPU", "vs best peer")
+    header = (
+        "impl",
+        "size",
+        "conns",
+        "req/s",
+        "MiB/s",
+        "p50 us",
+        "p99 us",
+        "client CPU",
+        "server CPU us/req",
+        "vs best peer",
+    )
     rows = [header]
     saturated = False
     for r in results:
         if r.status != "ok":
-            rows.append((r.impl, fmt_size(r.size), str(r.conns), r.status.upper(), "", "", "", "", r.note[:60]))
+            rows.append((r.impl, fmt_size(r.size), str(r.conns), r.status.upper(), "", "", "", "", "", r.note[:60]))
             continue
         cpu = f"{r.client_cpu_pct:.0f}%"
         if r.client_cpu_pct >= CLIENT_SATURATED_PCT:
             cpu += "*"
             saturated = True
         ratio = f"{r.ratio:.2f}x {r.peer}" if r.ratio is not None else "(yardstick)" if is_reference(r.impl) else ""
+        server = (
+            f"{r.server_user_us:.1f} + {r.server_sys_us:.1f}"
+            if r.server_user_us is not None and r.server_sys_us is not None
+            else ""
+        )
         rows.append(
             (
                 r.impl,
@@ -348,11 +369,12 @@ def format_table(results: list[Result], targets: list[dict[str, Any]], info: dic
                 f"{r.p50_us:,.0f}",
                 f"{r.p99_us:,.0f}",
                 cpu,
+                server,
                 ratio,
             )
         )
     widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
-    right = {3, 4, 5, 6, 7}
+    right = {3, 4, 5, 6, 7, 8}
     for n, row in enumerate(rows):
         cells = [c.rjust(widths[i]) if i in right else c.ljust(widths[i]) for i, c in enumerate(row)]
         lines.append("  ".join(cells).rstrip())
@@ -360,6 +382,8 @@ def format_table(results: list[Result], targets: list[dict[str, Any]], info: dic
             lines.append("  ".join("-" * w for w in widths))
     if saturated:
         lines.append(f"* client CPU >= {CLIENT_SATURATED_PCT:.0f}%: the client may have limited this row.")
+    if any(r.server_user_us is not None for r in results):
+        lines.append("server CPU us/req: user + system CPU time of the server process per request, same window.")
     lines += ["", "targets (issue 4):"]
     for t in targets:
         ratio = f"{t['ratio']:.2f}" if t["ratio"] is not None else "-"
