@@ -108,9 +108,9 @@ class EchoProtocol(asyncio.Protocol):
         self.transport.write(data)
 
 
-async def serve_protocol(host: str, port: int) -> None:
+async def serve_protocol(host: str, port: int, factory: Callable[[], asyncio.Protocol] = EchoProtocol) -> None:
     loop = asyncio.get_running_loop()
-    server = await loop.create_server(EchoProtocol, host, port, backlog=BACKLOG)
+    server = await loop.create_server(factory, host, port, backlog=BACKLOG)
     async with server:
         ready(server.sockets[0].getsockname()[1])
         await server.serve_forever()
@@ -158,11 +158,7 @@ class FloorProtocol(asyncio.Protocol):
 
 
 async def serve_floor(host: str, port: int) -> None:
-    loop = asyncio.get_running_loop()
-    server = await loop.create_server(FloorProtocol, host, port, backlog=BACKLOG)
-    async with server:
-        ready(server.sockets[0].getsockname()[1])
-        await server.serve_forever()
+    await serve_protocol(host, port, FloorProtocol)
 
 
 async def serve_sock(host: str, port: int) -> None:
