@@ -84,22 +84,24 @@ class _Watch(weakref.ref["socket"]):
 
     __slots__ = ()
     direction: ClassVar[int]
+    ended: ClassVar[int]  # direction << _ENDED (no module globals: finalizers may run at shutdown)
 
     def __del__(self) -> None:
         sock = self()
         if sock is not None:
-            direction = self.direction
-            sock._watching = sock._watching & ~direction | direction << _ENDED
+            sock._watching = sock._watching & ~self.direction | self.ended
 
 
 class _ReadWatch(_Watch):
     __slots__ = ()
     direction = READ
+    ended = READ << _ENDED
 
 
 class _WriteWatch(_Watch):
     __slots__ = ()
     direction = WRITE
+    ended = WRITE << _ENDED
 
 
 def _on_readable(watch: _Watch) -> None:

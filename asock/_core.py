@@ -20,7 +20,6 @@ from __future__ import annotations
 import _socket
 import errno
 import io
-import math
 import operator
 import os
 from collections.abc import Callable, Generator
@@ -57,9 +56,6 @@ WRITE = 2
 Step = tuple[int, BlockingIOError]
 Op = Generator[Step, None, T]
 
-# Matches the C-level limit of CPython's _PyTime_t (int64 nanoseconds).
-_MAX_TIMEOUT = (2**63 - 1) / 1e9
-
 
 class BusyError(RuntimeError):
     """Another task is already waiting on this socket in the same direction.
@@ -83,24 +79,21 @@ def timed_out() -> TimeoutError:
 
 
 def parse_timeout(value: object) -> float | None:
-    """Validate a timeout the way ``socket.settimeout`` does, same messages."""
-    if value is None:
-        return None
-    if isinstance(value, float):
-        if math.isnan(value):
-            raise ValueError("Invalid value NaN (not a number)")
-        seconds = value
-        if seconds > _MAX_TIMEOUT or seconds < -_MAX_TIMEOUT:
-            raise OverflowError("timestamp out of range for platform time_t")
-    else:
-        # operator.index semantics give the stdlib's TypeError wording for
-        # strings and other non-numbers.
-        seconds = float(operator.index(value))  # type: ignore[arg-type]
-        if seconds > _MAX_TIMEOUT or seconds < -_MAX_TIMEOUT:
-            raise OverflowError("timestamp too large to convert to C _PyTime_t")
-    if seconds < 0:
-        raise ValueError("Timeout value out of range")
-    return seconds
+    """Validate a timeout exactly as ``socket.settimeout`` does (its errors and messages).
+
+    The stdlib's own parser does it, on a socket object that has no descriptor:
+    its range checks and messages differ between Python versions.  Given a
+    valid value, that object stores it and then fails to set a descriptor's
+    mode (EBADF), which is the sign the value was accepted.
+    """
+    probe = _socket.socket.__new__(_socket.socket)
+    try:
+        probe.settimeout(value)  # type: ignore[arg-type]  # checking it is the point
+    except OSError as exc:
+        if exc.errno != errno.EBADF:
+            raise
+    timeout: float | None = probe.gettimeout()
+    return timeout
 
 
 def parse_blocking(flag: object) -> bool:
