@@ -20,7 +20,6 @@ from __future__ import annotations
 import _socket
 import errno
 import io
-import operator
 import os
 from collections.abc import Callable, Generator
 from socket import _GiveupOnSendfile  # type: ignore[attr-defined]
@@ -78,30 +77,31 @@ def timed_out() -> TimeoutError:
     return TimeoutError("timed out")
 
 
-def parse_timeout(value: object) -> float | None:
-    """Validate a timeout exactly as ``socket.settimeout`` does (its errors and messages).
+def _parsed(setter: Callable[[_socket.socket, Any], None], value: object) -> _socket.socket:
+    """A socket object without a descriptor, after the stdlib's ``setter`` took ``value``.
 
-    The stdlib's own parser does it, on a socket object that has no descriptor:
-    its range checks and messages differ between Python versions.  Given a
-    valid value, that object stores it and then fails to set a descriptor's
-    mode (EBADF), which is the sign the value was accepted.
+    The stdlib's own parsing is the reference, and its checks and messages
+    differ between Python versions.  Given a valid value, the object stores
+    it and then fails to set a descriptor's mode (EBADF): the sign that the
+    value was accepted.  An invalid one raises the stdlib's own error.
     """
     probe = _socket.socket.__new__(_socket.socket)
     try:
-        probe.settimeout(value)  # type: ignore[arg-type]  # checking it is the point
+        setter(probe, value)
     except OSError as exc:
         if exc.errno != errno.EBADF:
             raise
-    timeout: float | None = probe.gettimeout()
-    return timeout
+    return probe
+
+
+def parse_timeout(value: object) -> float | None:
+    """Validate a timeout exactly as ``socket.settimeout`` does (same errors and messages)."""
+    return _parsed(_socket.socket.settimeout, value).gettimeout()
 
 
 def parse_blocking(flag: object) -> bool:
-    """Validate ``setblocking``'s flag as the stdlib does (a C long), same messages."""
-    value = operator.index(flag)  # type: ignore[arg-type]
-    if not -(2**63) <= value < 2**63:
-        raise OverflowError("Python int too large to convert to C long")
-    return bool(value)
+    """Validate ``setblocking``'s flag exactly as the stdlib does (3.12 takes any truth value)."""
+    return _parsed(_socket.socket.setblocking, flag).getblocking()
 
 
 def replayable(items: Any) -> Any:

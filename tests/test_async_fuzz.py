@@ -78,7 +78,8 @@ async def _interrupted(call: Callable[[], Awaitable[bytes]], rng: random.Random,
             await asyncio.sleep(0)
         task.cancel()
         return await task
-    except (asyncio.CancelledError, TimeoutError, BlockingIOError):
+    # asyncio.TimeoutError is wait_for's, a class of its own before Python 3.11.
+    except (asyncio.CancelledError, TimeoutError, asyncio.TimeoutError, BlockingIOError):
         task = asyncio.current_task()
         assert task is not None
         if getattr(task, "cancelling", lambda: 0)():  # the test itself is being cancelled: let it go
