@@ -43,6 +43,7 @@ IMPLS = [
     "sock-asyncio",
     "sock-uvloop",
     "stdlib-threads",
+    "trio",
     "floor-asyncio",
     "floor-uvloop",
 ]

@@ -247,6 +247,46 @@ def serve_threads(mod: ModuleType, host: str, port: int) -> int:
     return 0
 
 
+def run_trio(host: str, port: int) -> int:
+    """trio's own socket layer, the same shape as the asock server: a task per
+    connection awaiting ``recv`` and sending the echo back (trio.socket has no
+    ``sendall``, so its ``send`` in a loop)."""
+    try:
+        import trio
+    except ImportError as exc:
+        return skip(f"trio is not installed ({exc})")
+
+    async def handle(conn: Any) -> None:
+        with conn:
+            nodelay(conn)
+            try:
+                while data := await conn.recv(BUFSIZE):
+                    view = memoryview(data)
+                    while view:
+                        view = view[await conn.send(view) :]
+            except OSError:
+                pass
+
+    async def serve() -> None:
+        listener = trio.socket.socket(family_of(host))
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        await listener.bind((host, port))
+        listener.listen(BACKLOG)
+        ready(listener.getsockname()[1])
+        async with trio.open_nursery() as nursery:
+            while True:
+                conn, _ = await listener.accept()
+                nursery.start_soon(handle, conn)
+
+    # trio turns SIGINT into KeyboardInterrupt; SIGTERM the same way.
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
+    try:
+        trio.run(serve)
+    except KeyboardInterrupt:
+        pass
+    return 0
+
+
 def run_sync_facade(host: str, port: int) -> int:
     try:
         import asock.sync  # type: ignore[import-not-found,unused-ignore]
@@ -266,6 +306,7 @@ IMPLS: dict[str, Callable[[str, int], int]] = {
     "sock-asyncio": lambda h, p: run_async(serve_sock, "asyncio", h, p),
     "sock-uvloop": lambda h, p: run_async(serve_sock, "uvloop", h, p),
     "stdlib-threads": lambda h, p: serve_threads(socket, h, p),
+    "trio": run_trio,
     "floor-asyncio": lambda h, p: run_async(serve_floor, "asyncio", h, p),
     "floor-uvloop": lambda h, p: run_async(serve_floor, "uvloop", h, p),
 }
