@@ -19,6 +19,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from conftest import LOOPS
 from helpers import Reader, bytes_sent, fill_send_buffer, settle, wrap
 
 import asock
@@ -369,6 +370,48 @@ async def test_second_live_loop_is_refused() -> None:
         # Still fine on its own loop.
         await b.sendall(b"2")
         assert await a.recv(1) == b"2"
+
+
+@pytest.mark.parametrize("first_loop", sorted(LOOPS))
+@pytest.mark.parametrize("call", ["recv", "sendall"])
+def test_open_loop_of_the_same_thread_is_refused(first_loop: str, call: str) -> None:
+    """Bound to a loop that is open but not running, in this very thread: another
+    loop is refused, including on paths that never wait (recv with data there,
+    a sendall that fits)."""
+    a, b = asock.socketpair()
+    first = LOOPS[first_loop]()
+    try:
+        with a, b:
+
+            async def wait_once() -> bytes:
+                waiter = asyncio.create_task(a.recv(1))
+                await settle(waiter)
+                await b.sendall(b"1")
+                return await waiter
+
+            assert first.run_until_complete(wait_once()) == b"1"  # a is bound to `first`
+            b._sock.sendall(b"2")
+
+            async def use() -> None:
+                await (a.recv(1) if call == "recv" else a.sendall(b"x"))
+
+            for other in LOOPS.values():
+                with pytest.raises(RuntimeError, match="bound to event loop"):
+                    _run_on(other, use())
+            assert first.run_until_complete(a.recv(1)) == b"2"  # nothing was consumed
+            first.run_until_complete(a.sendall(b"y"))
+            assert b._sock.recv(1) == b"y"
+            a.close()  # unregisters through `first`, which is still open
+    finally:
+        first.close()
+
+
+def _run_on(factory: Any, coro: Any) -> Any:
+    loop = factory()
+    try:
+        return loop.run_until_complete(coro)
+    finally:
+        loop.close()
 
 
 async def test_socket_moves_on_after_its_loop_closed() -> None:
