@@ -299,13 +299,7 @@ class socket:
             while True:
                 direction, would_block = step
                 try:
-                    if timeout is not None:
-                        if timeout == 0.0:
-                            raise would_block
-                        if when is None:
-                            when = time.monotonic() + timeout
-                        elif time.monotonic() >= when:
-                            raise _core.timed_out()
+                    when = _core.deadline(timeout, when, would_block)
                     await self._wait(direction, when, name)
                 except BaseException as exc:
                     # Let the operation attach its progress (bytes_sent);

@@ -80,6 +80,16 @@ def make_server(
         raise
 
 
+def make_fromfd(cls: Any, fd: int, family: int, type: int, proto: int) -> Any:
+    """A ``cls`` socket on a duplicate of ``fd`` (which is left open)."""
+    duplicate = _socket.dup(fd)
+    try:
+        return cls(family, type, proto, duplicate)
+    except BaseException:
+        os.close(duplicate)  # the stdlib leaks it when the arguments are bad
+        raise
+
+
 def make_socketpair(cls: Any, family: int | None, type: int, proto: int) -> tuple[Any, Any]:
     """A connected pair of ``cls`` sockets (AF_UNIX unless told otherwise)."""
     if family is None:
@@ -116,12 +126,8 @@ def socketpair(
 
 def fromfd(fd: int, family: int, type: int, proto: int = 0) -> socket:
     """An ``asock.socket`` on a duplicate of ``fd`` (which is left open)."""
-    duplicate = _socket.dup(fd)
-    try:
-        return socket(family, type, proto, duplicate)
-    except BaseException:
-        os.close(duplicate)  # the stdlib leaks it when the arguments are bad
-        raise
+    result: socket = make_fromfd(socket, fd, family, type, proto)
+    return result
 
 
 async def send_fds(

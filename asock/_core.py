@@ -23,6 +23,7 @@ import io
 import os
 from collections.abc import Callable, Generator
 from socket import _GiveupOnSendfile  # type: ignore[attr-defined]
+from time import monotonic
 from typing import Any, TypeVar
 
 __all__ = [
@@ -34,6 +35,7 @@ __all__ = [
     "check_sendfile_args",
     "closed_error",
     "connect",
+    "deadline",
     "describe",
     "parse_blocking",
     "parse_timeout",
@@ -75,6 +77,25 @@ def closed_error() -> OSError:
 def timed_out() -> TimeoutError:
     """The stdlib's timeout exception: ``TimeoutError("timed out")``."""
     return TimeoutError("timed out")
+
+
+def deadline(timeout: float | None, when: float | None, would_block: BlockingIOError) -> float | None:
+    """The deadline for a wait about to start (None: as long as it takes).
+
+    ``when`` is the call's deadline so far, None before its first wait: one
+    deadline per call, however many waits it takes.  With ``timeout`` 0.0
+    (non-blocking) the would-block is final and raised; past the deadline,
+    the call times out.
+    """
+    if timeout is None:
+        return None
+    if timeout == 0.0:
+        raise would_block
+    if when is None:
+        return monotonic() + timeout
+    if monotonic() >= when:
+        raise timed_out()
+    return when
 
 
 def _parsed(setter: Callable[[_socket.socket, Any], None], value: object) -> _socket.socket:

@@ -142,20 +142,13 @@ class socket(_socket.socket):
         ``when`` is the call's deadline if it already has one (a wait came
         first); otherwise the first wait sets it.
         """
-        timeout = self._timeout
-        no_wait = self._no_wait(flags)
+        timeout = 0.0 if self._no_wait(flags) else self._timeout
         try:
             step = op.send(None)
             while True:
                 direction, would_block = step
                 try:
-                    if no_wait:
-                        raise would_block
-                    if timeout is not None:
-                        if when is None:
-                            when = monotonic() + timeout
-                        elif monotonic() >= when:
-                            raise _core.timed_out()
+                    when = _core.deadline(timeout, when, would_block)
                     _wait(_c.fileno(self), direction, None if when is None else when - monotonic())
                 except BaseException as exc:
                     # The operation records its progress (bytes_sent) and

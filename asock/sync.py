@@ -17,14 +17,13 @@ which every facade socket is an instance.
 
 from __future__ import annotations
 
-import _socket
 import socket as _stdlib
 import sys
 from socket import *  # noqa: F403  (constants, exceptions and helpers, unchanged)
 from socket import AddressInfo, MsgFlag, SocketIO  # noqa: F401  (public, not in the stdlib's __all__)
 from typing import Any
 
-from ._connect import make_server, make_socketpair
+from ._connect import make_fromfd, make_server, make_socketpair
 from ._sync_socket import socket  # type: ignore[assignment]
 
 # Private names of the stdlib module that stdlib-based code and CPython's own
@@ -47,12 +46,8 @@ def socketpair(family: int | None = None, type: int = SOCK_STREAM, proto: int = 
 
 def fromfd(fd: int, family: int, type: int, proto: int = 0) -> socket:  # type: ignore[no-redef]
     """fromfd(fd, family, type[, proto]) -> socket object on a duplicate of ``fd``."""
-    duplicate = _socket.dup(fd)
-    try:
-        return socket(family, type, proto, duplicate)
-    except BaseException:
-        _socket.close(duplicate)  # the stdlib leaks it when the arguments are bad
-        raise
+    result: socket = make_fromfd(socket, fd, family, type, proto)
+    return result
 
 
 def create_server(  # type: ignore[no-redef]
