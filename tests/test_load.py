@@ -57,38 +57,48 @@ def nofile() -> Iterator[int]:
         resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
 
 
-async def hold_and_echo(count: int) -> None:
-    """Open ``count`` connections, echo on each twice while all are open, close them all."""
-    start_fds = fd_count()
-    errors: list[BaseException] = []
-    handlers: set[asyncio.Task[None]] = set()
-    live = 0
-    peak = 0
+class EchoServer:
+    """An asock echo server, a task per connection, counting the connections it holds."""
 
-    async def handle(conn: asock.socket) -> None:
-        nonlocal live, peak
-        live += 1
-        peak = max(peak, live)
+    def __init__(self) -> None:
+        self.errors: list[BaseException] = []
+        self.handlers: set[asyncio.Task[None]] = set()
+        self.live = self.peak = 0
+
+    async def handle(self, conn: asock.socket) -> None:
+        self.live += 1
+        self.peak = max(self.peak, self.live)
         try:
             async with conn:
                 while data := await conn.recv(4096):
                     await conn.sendall(data)
         except BaseException as exc:  # collected, then asserted empty
-            errors.append(exc)
+            self.errors.append(exc)
         finally:
-            live -= 1
+            self.live -= 1
+
+    async def accept_forever(self, server: asock.socket) -> None:
+        while True:
+            conn, _ = await server.accept()
+            task = asyncio.create_task(self.handle(conn))
+            self.handlers.add(task)
+            task.add_done_callback(self.handlers.discard)
+
+    async def drain(self) -> None:
+        """Wait until every connection's task has ended."""
+        while self.handlers:
+            await asyncio.gather(*self.handlers, return_exceptions=True)
+
+
+async def hold_and_echo(count: int) -> None:
+    """Open ``count`` connections, echo on each twice while all are open, close them all."""
+    start_fds = fd_count()
+    echo = EchoServer()
+    errors = echo.errors
 
     with asock.create_server(("127.0.0.1", 0), backlog=BACKLOG) as server:
         address = server.getsockname()
-
-        async def accept_forever() -> None:
-            while True:
-                conn, _ = await server.accept()
-                task = asyncio.create_task(handle(conn))
-                handlers.add(task)
-                task.add_done_callback(handlers.discard)
-
-        acceptor = asyncio.create_task(accept_forever())
+        acceptor = asyncio.create_task(echo.accept_forever(server))
         gate = asyncio.Semaphore(CONNECTS_IN_FLIGHT)
         clients: list[asock.socket] = []
 
@@ -115,9 +125,9 @@ async def hold_and_echo(count: int) -> None:
             assert not errors, f"{len(errors)} errors while connecting, first: {errors[0]!r}"
             # Every connection is open at once, on both sides.
             assert len(clients) == count
-            while live < count and not acceptor.done():
+            while echo.live < count and not acceptor.done():
                 await asyncio.sleep(0.01)
-            assert live == count
+            assert echo.live == count
 
             # A second exchange on every connection while all are held.
             results = await asyncio.gather(
@@ -126,21 +136,17 @@ async def hold_and_echo(count: int) -> None:
             errors.extend(r for r in results if isinstance(r, BaseException))
             assert not errors, f"{len(errors)} errors on open connections, first: {errors[0]!r}"
 
-        async def drain_handlers() -> None:
-            while handlers:
-                await asyncio.gather(*handlers, return_exceptions=True)
-
         try:
             await asyncio.wait_for(load(), 50)
         finally:
             for sock in clients:
                 sock.close()
-            await asyncio.wait_for(drain_handlers(), 30)
+            await asyncio.wait_for(echo.drain(), 30)
             acceptor.cancel()
             await asyncio.gather(acceptor, return_exceptions=True)
 
     assert not errors, f"{len(errors)} handler errors, first: {errors[0]!r}"
-    assert peak == count
+    assert echo.peak == count
     assert fd_count() == start_fds
 
 
@@ -225,32 +231,11 @@ async def test_ten_thousand_from_a_client_process(nofile: int) -> None:
     if nofile * 2 < TARGET + RESERVE:
         pytest.skip(f"the hard RLIMIT_NOFILE cannot hold {TARGET} server connections")
     start_sockets = socket_fds()
-    errors: list[BaseException] = []
-    handlers: set[asyncio.Task[None]] = set()
-    live = peak = 0
-
-    async def handle(conn: asock.socket) -> None:
-        nonlocal live, peak
-        live += 1
-        peak = max(peak, live)
-        try:
-            async with conn:
-                while data := await conn.recv(4096):
-                    await conn.sendall(data)
-        except BaseException as exc:
-            errors.append(exc)
-        finally:
-            live -= 1
-
-    async def accept_forever(server: asock.socket) -> None:
-        while True:
-            conn, _ = await server.accept()
-            task = asyncio.create_task(handle(conn))
-            handlers.add(task)
-            task.add_done_callback(handlers.discard)
+    echo = EchoServer()
+    errors = echo.errors
 
     with asock.create_server(("127.0.0.1", 0), backlog=BACKLOG) as server:
-        acceptor = asyncio.create_task(accept_forever(server))
+        acceptor = asyncio.create_task(echo.accept_forever(server))
         client = await asyncio.create_subprocess_exec(
             sys.executable,
             "-c",
@@ -265,16 +250,15 @@ async def test_ten_thousand_from_a_client_process(nofile: int) -> None:
             assert client.stdin is not None and client.stdout is not None
             opened = (await asyncio.wait_for(client.stdout.readline(), 60)).split()
             assert opened == [b"OPEN", str(TARGET).encode(), b"0"], opened
-            while live < TARGET:
+            while echo.live < TARGET:
                 await asyncio.sleep(0.01)
-            assert live == TARGET  # every connection held at once
+            assert echo.live == TARGET  # every connection held at once
             client.stdin.write(b"go\n")
             await client.stdin.drain()
             done = (await asyncio.wait_for(client.stdout.readline(), 60)).split()
             assert done == [b"DONE", b"0"], done
             assert await asyncio.wait_for(client.wait(), 30) == 0
-            while handlers:
-                await asyncio.wait_for(asyncio.gather(*handlers, return_exceptions=True), 30)
+            await asyncio.wait_for(echo.drain(), 30)
         finally:
             if client.returncode is None:
                 client.kill()
@@ -282,6 +266,6 @@ async def test_ten_thousand_from_a_client_process(nofile: int) -> None:
             acceptor.cancel()
             await asyncio.gather(acceptor, return_exceptions=True)
     assert not errors, f"{len(errors)} handler errors, first: {errors[0]!r}"
-    assert peak == TARGET
+    assert echo.peak == TARGET
     # Sockets only: uvloop keeps a pipe for child processes once one has run.
     assert socket_fds() == start_sockets

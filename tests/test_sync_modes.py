@@ -31,6 +31,18 @@ def pair() -> Iterator[tuple[socket.socket, socket.socket]]:
         yield a, b
 
 
+def _full_unix_listener(stack: contextlib.ExitStack, path: str) -> socket.socket:
+    """An AF_UNIX listener whose accept queue is full: a connect to it has nowhere to go."""
+    srv = stack.enter_context(socket.socket(socket.AF_UNIX))
+    srv.bind(path)
+    srv.listen(0)
+    while True:
+        filler = stack.enter_context(socket.socket(socket.AF_UNIX))
+        filler.setblocking(False)
+        if filler.connect_ex(path) != 0:
+            return srv
+
+
 def _later(delay: float, action: Callable[[], object]) -> threading.Thread:
     def run() -> None:
         time.sleep(delay)
@@ -212,15 +224,8 @@ def test_sendall_deadline_covers_the_whole_call(pair: tuple[socket.socket, socke
 
 def test_connect_timeout_on_a_full_unix_backlog(tmp_path: Any) -> None:
     path = str(tmp_path / "full.sock")
-    with socket.socket(socket.AF_UNIX) as srv, contextlib.ExitStack() as stack:
-        srv.bind(path)
-        srv.listen(0)
-        # Fill the accept queue: an AF_UNIX connect then has nowhere to go.
-        while True:
-            filler = stack.enter_context(socket.socket(socket.AF_UNIX))
-            filler.setblocking(False)
-            if filler.connect_ex(path) != 0:
-                break
+    with contextlib.ExitStack() as stack:
+        _full_unix_listener(stack, path)
         with socket.socket(socket.AF_UNIX) as cli:
             cli.settimeout(0.1)
             with pytest.raises(TimeoutError, match="timed out"):
@@ -301,14 +306,8 @@ def test_signal_during_timed_recv_keeps_the_deadline(pair: tuple[socket.socket, 
 
 def test_signal_during_timed_connect_keeps_the_deadline(tmp_path: Any) -> None:
     path = str(tmp_path / "full.sock")
-    with socket.socket(socket.AF_UNIX) as srv, contextlib.ExitStack() as stack:
-        srv.bind(path)
-        srv.listen(0)
-        while True:
-            filler = stack.enter_context(socket.socket(socket.AF_UNIX))
-            filler.setblocking(False)
-            if filler.connect_ex(path) != 0:
-                break
+    with contextlib.ExitStack() as stack:
+        _full_unix_listener(stack, path)
         with socket.socket(socket.AF_UNIX) as cli:
             cli.settimeout(0.3)
             start = time.monotonic()

@@ -18,9 +18,9 @@ import signal
 import socket
 import sys
 import threading
-from collections.abc import Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from types import ModuleType
-from typing import Any
+from typing import Any, TypeVar
 
 # Run from a checkout without installing: the package lives two levels up.
 _ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -28,6 +28,7 @@ if _ROOT not in sys.path:
     sys.path.insert(0, _ROOT)
 
 BUFSIZE = 65536
+T = TypeVar("T")
 BACKLOG = 1024
 
 
@@ -51,6 +52,22 @@ def nodelay(sock: Any) -> None:
 # -- asyncio-based servers ---------------------------------------------------
 
 
+async def task_per_connection(
+    accept: Callable[[], Awaitable[T]], handle: Callable[[T], Coroutine[Any, Any, None]]
+) -> None:
+    """Accept forever, a task per connection; cancelled, cancel them all and wait."""
+    tasks: set[asyncio.Task[None]] = set()
+    try:
+        while True:
+            task = asyncio.create_task(handle(await accept()))
+            tasks.add(task)
+            task.add_done_callback(tasks.discard)
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+
 async def serve_asock(host: str, port: int) -> None:
     import asock
 
@@ -63,19 +80,13 @@ async def serve_asock(host: str, port: int) -> None:
             except OSError:
                 pass  # the client went away: nothing to report in a benchmark
 
-    tasks: set[asyncio.Task[None]] = set()
+    async def accept() -> asock.socket:
+        conn, _ = await srv.accept()
+        return conn
+
     with asock.create_server((host, port), family=family_of(host), backlog=BACKLOG) as srv:
         ready(srv.getsockname()[1])
-        try:
-            while True:
-                conn, _ = await srv.accept()
-                task = asyncio.create_task(handle(conn))
-                tasks.add(task)
-                task.add_done_callback(tasks.discard)
-        finally:
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
+        await task_per_connection(accept, handle)
 
 
 async def serve_streams(host: str, port: int) -> None:
@@ -173,21 +184,15 @@ async def serve_sock(host: str, port: int) -> None:
             except OSError:
                 pass
 
-    tasks: set[asyncio.Task[None]] = set()
+    async def accept() -> socket.socket:
+        conn, _ = await loop.sock_accept(srv)
+        conn.setblocking(False)
+        return conn
+
     with socket.create_server((host, port), family=family_of(host), backlog=BACKLOG) as srv:
         srv.setblocking(False)
         ready(srv.getsockname()[1])
-        try:
-            while True:
-                conn, _ = await loop.sock_accept(srv)
-                conn.setblocking(False)
-                task = asyncio.create_task(handle(conn))
-                tasks.add(task)
-                task.add_done_callback(tasks.discard)
-        finally:
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
+        await task_per_connection(accept, handle)
 
 
 def run_async(serve: Callable[[str, int], Coroutine[Any, Any, None]], loop_name: str, host: str, port: int) -> int:
