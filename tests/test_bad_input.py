@@ -418,9 +418,9 @@ def compare(name: str, args: tuple[Any, ...], theirs: tuple[str, Any], ours: tup
         and 0 < args[1] < 0.01
     ):
         # asock's timeout bounds the whole call, name resolution (a round
-        # trip through the executor) included, as DESIGN section 3 says; the
-        # stdlib's bounds each connect only.  A timeout of a few microseconds
-        # runs out before asock's first attempt.
+        # trip through the executor) included; the stdlib's bounds each
+        # connect only.  A timeout of a few microseconds runs out before
+        # asock's first attempt.
         return
     if theirs[0] == "raised":
         expected = theirs[1]
@@ -431,9 +431,9 @@ def compare(name: str, args: tuple[Any, ...], theirs: tuple[str, Any], ours: tup
         ):
             # In timeout mode the stdlib polls before its first attempt, so a
             # socket that can never become ready (a UDP accept(), MSG_OOB
-            # with no urgent data) times out; asock attempts first (DESIGN
-            # section 8) and reports the error (the kernel's, or a bad
-            # argument's such as sendfile's offset) at once.
+            # with no urgent data) times out; asock tries the syscall before
+            # waiting and reports the error (the kernel's, or a bad argument's
+            # such as sendfile's offset) at once.
             return
         arg_errors = (TypeError, ValueError, OverflowError)
         if (
@@ -452,8 +452,9 @@ def compare(name: str, args: tuple[Any, ...], theirs: tuple[str, Any], ours: tup
             return
         if name == "sendfile" and isinstance(expected, OverflowError) and isinstance(ours[1], ARG_ERRORS):
             # The stdlib hands a huge count straight to os.sendfile, which
-            # overflows; asock sends at most 1 GiB per call (bpo-38319), so it
-            # gets on to the socket's real error.
+            # overflows; asock hands os.sendfile at most 1 GiB per call (as the
+            # stdlib's own sendfile loop does, which avoids that OverflowError
+            # on 32-bit systems), so it gets on to the socket's real error.
             return
         if name == "sendfile" and isinstance(ours[1], OSError) and ours[1].errno == errno.EBADF:
             # A closed socket: asock says so first (EBADF, like every other

@@ -58,7 +58,8 @@ EXCLUDED: dict[str, str] = {
     "PurePythonSocketPairTest": "tests socket._fallback_socketpair, a private stdlib helper",
     # CPython internals: these assert that the descriptor's O_NONBLOCK flag
     # follows the Python-level mode (clear in blocking mode).  asock keeps
-    # every descriptor non-blocking in every mode by design (DESIGN section 2);
+    # every descriptor non-blocking in every mode (blocking and timeout modes
+    # wait with poll, then retry the syscall);
     # tests/test_sync_modes.py checks the same modes' behaviour instead.
     "NonBlockingTCPTests.testSetBlocking": "reads O_NONBLOCK, which asock keeps set in every mode",
     "NonBlockingTCPTests.testSetBlocking_overflow": "reads O_NONBLOCK, which asock keeps set in every mode",

@@ -29,7 +29,7 @@ PLAIN_OWN = {"socket", "SocketType", "socketpair", "fromfd", "create_server"}
 #: Names the stdlib does not have.
 ADDITIONS = {
     "BusyError",
-    # issue 6: serve() and buffered streams
+    # serve() and the buffered streams
     "Server",
     "serve",
     "start_server",

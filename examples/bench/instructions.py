@@ -248,7 +248,9 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--case", action="append", choices=CASES, help="cases to count (default: all)")
     parser.add_argument("--run", choices=CASES, help="run one workload without valgrind")
-    parser.add_argument("--rounds", type=int, default=100, help="round trips per connection (x50 in the sync cases), with --run")
+    parser.add_argument(
+        "--rounds", type=int, default=100, help="round trips per connection (x50 in the sync cases), with --run"
+    )
     parser.add_argument("--short", type=int, default=100, help="round trips per connection of the shorter run")
     parser.add_argument("--long", type=int, default=300, help="round trips per connection of the longer run")
     args = parser.parse_args()

@@ -53,7 +53,7 @@ QUICK_IMPLS = ["asock-asyncio", "asock-uvloop", "protocol-uvloop", "streams-asyn
 
 
 class Target(NamedTuple):
-    """A ratio from issue 4 / DESIGN section 7: ``impl``'s metric over ``ref``'s."""
+    """A performance target: ``impl``'s metric over ``ref``'s, bounded by ``bound``."""
 
     impl: str
     ref: str
@@ -385,7 +385,7 @@ def format_table(results: list[Result], targets: list[dict[str, Any]], info: dic
         lines.append(f"* client CPU >= {CLIENT_SATURATED_PCT:.0f}%: the client may have limited this row.")
     if any(r.server_user_us is not None for r in results):
         lines.append("server CPU us/req: user + system CPU time of the server process per request, same window.")
-    lines += ["", "targets (issue 4):"]
+    lines += ["", "targets:"]
     for t in targets:
         ratio = f"{t['ratio']:.2f}" if t["ratio"] is not None else "-"
         op = ">=" if t["kind"] == "min" else "<="
