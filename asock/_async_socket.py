@@ -1,8 +1,9 @@
 """The async driver: ``asock.socket``, whose blocking methods are coroutines.
 
-Waiting happens on the running loop's selector through ``add_reader`` /
-``add_writer``; the syscalls themselves always run in the awaiting task's own
-step (never in a loop callback), so a cancelled or timed-out receive has
+What each call does is the operation core's (``_core``); this module only
+waits.  Waiting happens on the running loop's selector through ``add_reader``
+/ ``add_writer``; the syscalls themselves always run in the awaiting task's
+own step (never in a loop callback), so a cancelled or timed-out receive has
 consumed nothing.  Nothing here depends on the loop's ``sock_*`` methods,
 which uvloop does not fully provide.
 """
@@ -11,24 +12,22 @@ from __future__ import annotations
 
 import _socket
 import asyncio
-import errno
 import math
-import os
-import socket as _stdlib
 import sys
-import time
 import warnings
 import weakref
 from _thread import get_ident
 from asyncio.events import _get_running_loop
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from time import monotonic
 from typing import Any, ClassVar, TypeVar, overload
 
 from . import _core
-from ._core import READ, WRITE, BusyError
+from ._base import SocketBase
+from ._core import AGAIN, READ, WRITE, BusyError, attempt
 from ._resolve import resolve_address
 
-__all__ = ["socket"]
+__all__ = ["SocketType", "socket"]
 
 T = TypeVar("T")
 
@@ -43,16 +42,15 @@ _BUDGET = 64
 # would kill the process).  Python ignores SIGPIPE at start-up; this does not
 # depend on it.
 _NOSIGNAL: int = getattr(_socket, "MSG_NOSIGNAL", 0)
-_DONTWAIT: int = getattr(_socket, "MSG_DONTWAIT", 0)
 # Tells sendto(data, address) from sendto(data, flags, address) even when
 # the caller passes None as the address (which the stdlib rejects).
 _NO_ADDRESS: Any = object()
 
 # Before Python 3.12, looking up the running loop costs a getpid() syscall
 # (a fork-safety check, gh-100363): twice per request in an echo server, a
-# few percent of its CPU.  There the hot path instead asks whether the
-# socket's own loop is running in this thread, which only the running loop
-# can be (one loop runs per thread).
+# few percent of its CPU.  There the check that a socket runs on its own loop
+# asks instead whether that loop is running in this thread, which only the
+# running loop can be (one loop runs per thread).
 _SLOW_LOOKUP = sys.version_info < (3, 12)
 
 _Address = Any
@@ -124,23 +122,6 @@ def _on_writable(watch: _Watch) -> None:
             fut.set_result(None)
 
 
-_AGAIN: Any = object()
-
-
-def _attempt(call: Any, args: tuple[Any, ...]) -> Any:
-    """The syscall, with "would block" returned as ``_AGAIN`` rather than raised.
-
-    An exception raised inside ``_io``'s own frame (or kept past this frame's
-    end) would give the waiting coroutine's frame a frame object for the rest
-    of its life (~150-350 bytes per waiting connection); raised and dropped
-    here, it costs nothing once this returns.
-    """
-    try:
-        return call(*args)
-    except BlockingIOError:
-        return _AGAIN
-
-
 def _ceil_ms(seconds: float) -> float:
     # Loops round timers to the millisecond (uvloop) or fire them a little
     # early (asyncio's clock resolution); rounding up means one wake-up is
@@ -148,7 +129,11 @@ def _ceil_ms(seconds: float) -> float:
     return math.ceil(seconds * 1000.0) / 1000.0
 
 
-class socket:
+def _name(what: Any) -> str:
+    return what if isinstance(what, str) else what.__name__.lstrip("_")
+
+
+class socket(SocketBase):
     """An always non-blocking socket whose blocking methods are coroutines.
 
     ``socket(family=-1, type=-1, proto=-1, fileno=None)`` takes the stdlib's
@@ -159,10 +144,9 @@ class socket:
 
     __slots__ = (
         "__weakref__",
-        "_drained",
         "_fd",
+        "_hint",
         "_loop",
-        "_may_wait_first",
         "_reader",
         "_reading",
         "_sock",
@@ -174,19 +158,16 @@ class socket:
         "_writing",
     )
 
-    _sock: _socket.socket
     _fd: int
-    _timeout: float | None
     _loop: asyncio.AbstractEventLoop | None
     _thread: int  # the thread _loop last ran this socket's calls in
-    _reader: asyncio.Future[None] | None
+    _reader: asyncio.Future[None] | None  # the receive waiting for readiness, if any
     _writer: asyncio.Future[None] | None
-    _ticks: int
+    _reading: Any  # the call in _reader (a name or the native method), for BusyError
+    _writing: Any  # the send in progress, from its first wait to its end
+    _ticks: int  # calls in a row that completed without waiting
     _watching: int  # see _ENDED
-    _drained: int
-    _may_wait_first: bool
-    _reading: Any  # the waiting receive (its native method or name), for BusyError
-    _writing: Any
+    _hint: int  # _core.receive_hint's count; -1 where the loop cannot wait first
 
     def __init__(self, family: int = -1, type: int = -1, proto: int = -1, fileno: int | None = None) -> None:
         self._adopt(_socket.socket(family, type, proto, fileno))
@@ -198,13 +179,14 @@ class socket:
         self._timeout = _socket.getdefaulttimeout()
         self._loop = None
         self._thread = 0
-        self._reader = None
-        self._writer = None
+        self._reader = self._writer = None
+        self._reading = self._writing = None
         self._ticks = 0
         self._watching = 0
-        self._drained = 0
-        self._reading = self._writing = None
-        self._may_wait_first = False  # decided with the loop, in _bind_loop
+        self._hint = 0
+
+    def _native(self) -> _socket.socket:
+        return self._sock
 
     @classmethod
     def _from_native(cls, sock: _socket.socket) -> socket:
@@ -212,9 +194,33 @@ class socket:
         self._adopt(sock)
         return self
 
-    # -- driver -----------------------------------------------------------
+    # -- the driver: how to wait ---------------------------------------------
 
-    def _bind_loop(self) -> asyncio.AbstractEventLoop:
+    def _enter(self, direction: int, what: Any) -> bool:
+        """Start a call: check that it runs on this socket's loop (binding it on first use).
+
+        A send is refused while another task's send is in progress (its bytes
+        would land in the middle of the other call's).  True when the task
+        must yield once before its syscall: a task whose calls keep
+        completing at once yields after ``_BUDGET`` of them, so it cannot
+        starve the loop's other tasks (before the syscall, so no data is held
+        across the yield).
+        """
+        if direction == WRITE and self._writing is not None:
+            raise BusyError(self._busy_message(what, self._writing, "send"))
+        loop = self._loop
+        if (
+            loop is None or self._thread != get_ident() or not loop.is_running()
+            if _SLOW_LOOKUP
+            else loop is None or loop is not _get_running_loop()
+        ):
+            self._bind_loop()
+        if self._ticks >= _BUDGET:
+            self._ticks = 0
+            return True
+        return False
+
+    def _bind_loop(self) -> None:
         loop = asyncio.get_running_loop()
         bound = self._loop
         if bound is not None and bound is not loop:
@@ -225,91 +231,65 @@ class socket:
             self._watching = 0  # the closed loop's selector took them along
         self._loop = loop
         self._thread = get_ident()
-        # Waiting before the first attempt (see _note_drained) is safe where
+        # Waiting before the first attempt (_core.receive_hint) is safe where
         # readiness is level-triggered and a registration the loop has ended
         # is seen (see _Watch) and renewed before the wait: asyncio's selector
         # loops and uvloop.  On a loop not known to be like that, receives
         # always try first.
-        self._may_wait_first = self._sock.type == _socket.SOCK_STREAM and (
+        safe = self._sock.type == _socket.SOCK_STREAM and (
             isinstance(loop, asyncio.selector_events.BaseSelectorEventLoop)
             or type(loop).__module__.partition(".")[0] == "uvloop"
         )
-        return loop
+        self._hint = 0 if safe else -1
 
-    async def _io(self, direction: int, flags: int, call: Any, *args: Any) -> Any:
-        """Run one syscall now; if it would block, wait and retry (the hot path).
+    async def _io(self, direction: int, flags: int, first: bool, call: Callable[..., T], *args: Any) -> T:
+        """One syscall: try it now, and after every wait try again until it completes.
 
-        ``flags`` are the call's MSG_* flags (also somewhere in ``args``):
-        MSG_DONTWAIT makes a would-block final, as the stdlib does.
+        The hot path, so the core's ``retry`` rule is written out here with its
+        wait inline: one coroutine frame per waiting call, which is most of an
+        idle connection's memory.  ``first`` makes it wait for readiness before
+        the first try (``_core.wait_first``); ``flags`` are the call's MSG_*
+        flags, for the give-up rule.
         """
-        loop = self._loop
-        if (
-            loop is None or self._thread != get_ident() or not loop.is_running()
-            if _SLOW_LOOKUP
-            else loop is not _get_running_loop()
-        ):
-            self._bind_loop()
-        if self._ticks >= _BUDGET:
-            # Fairness: a task whose calls keep completing at once yields
-            # here, before the syscall, so no data is held across the yield.
-            self._ticks = 0
+        if self._enter(direction, call):
             await asyncio.sleep(0)
-        nowait = self._timeout == 0.0
-        if not direction & self._drained or flags or nowait:
-            result = _attempt(call, args)
-            if result is not _AGAIN:
+        if not first:
+            result = attempt(call, args)
+            if result is not AGAIN:
                 self._ticks += 1
                 return result
-            # In timeout mode the stdlib waits even with MSG_DONTWAIT
-            # (it polls before each attempt): only blocking mode gives up.
-            if nowait or (flags & _DONTWAIT and self._timeout is None):
-                raise BlockingIOError(errno.EAGAIN, os.strerror(errno.EAGAIN))
+            if _core.gives_up(self._timeout, flags):
+                raise _core.would_block()
         timeout = self._timeout
-        when = None if timeout is None else time.monotonic() + timeout
-        while True:
-            # The wait is inlined (see _wait): one coroutine frame less per
-            # waiting call, which is most of an idle connection's memory.
-            fut = self._arm(direction, call)
-            if when is None:
-                await fut
-            else:
-                timer = self._loop.call_later(_ceil_ms(when - time.monotonic()), _wake, fut)  # type: ignore[union-attr]
-                try:
-                    await fut
-                finally:
-                    timer.cancel()
-            # Readiness is a hint: the syscall decides, and may block again.
-            result = _attempt(call, args)
-            if result is not _AGAIN:
-                return result
-            if when is not None and time.monotonic() >= when:
-                raise _core.timed_out()
-
-    async def _drive(self, op: _core.Op[T], name: str, nowait: bool = False) -> T:
-        """Run a multi-step core operation, waiting on the loop between steps.
-
-        ``nowait`` makes it fail where it would wait, as non-blocking mode does.
-        """
-        if self._loop is not _get_running_loop():
-            self._bind_loop()
-        timeout = 0.0 if nowait else self._timeout
-        when: float | None = None
+        when = None if timeout is None else _core.deadline(timeout, None)
+        fut = self._arm(direction, call)
         try:
-            step = op.send(None)
             while True:
-                direction, would_block = step
-                try:
-                    when = _core.deadline(timeout, when, would_block)
-                    await self._wait(direction, when, name)
-                except BaseException as exc:
-                    # Let the operation attach its progress (bytes_sent);
-                    # it re-raises the same exception.
-                    op.throw(exc)
-                    raise
-                step = op.send(None)
-        except StopIteration as done:
-            result: T = done.value
-            return result
+                if when is None:
+                    await fut
+                else:
+                    timer = fut.get_loop().call_later(_ceil_ms(when - monotonic()), _wake, fut)
+                    try:
+                        await fut
+                    finally:
+                        timer.cancel()
+                # Readiness is a hint: the syscall decides, and may block again.
+                result = attempt(call, args)
+                if result is not AGAIN:
+                    return result
+                when = _core.deadline(timeout, when)
+                fut = self._arm(direction, call)
+        finally:
+            if self._writing is call:
+                self._writing = None
+
+    async def _drive(self, op: _core.Op[T], what: str, flags: int = 0) -> T:
+        """Run a multi-step core operation, waiting on the loop between its steps."""
+        try:
+            return await _core.drive(op, self._wait, what, self._timeout, flags)
+        finally:
+            if self._writing is what:
+                self._writing = None
 
     async def _wait(self, direction: int, when: float | None, what: Any) -> None:
         """Wait until the loop reports the descriptor ready, ``when`` passes, or close()."""
@@ -317,7 +297,7 @@ class socket:
         if when is None:
             await fut
             return
-        timer = self._loop.call_later(_ceil_ms(when - time.monotonic()), _wake, fut)  # type: ignore[union-attr]
+        timer = fut.get_loop().call_later(_ceil_ms(when - monotonic()), _wake, fut)
         try:
             await fut
         finally:
@@ -327,8 +307,7 @@ class socket:
         """Make a future the direction's waiter, registering the descriptor if needed."""
         loop = self._loop
         assert loop is not None
-        fd = self._fd
-        if fd < 0:
+        if self._fd < 0:
             raise _core.closed_error()
         # A waiter is the future in the direction's slot until it is done;
         # whatever ends the wait (readiness, the timer, cancellation, close)
@@ -344,30 +323,16 @@ class socket:
                 raise BusyError(self._busy_message(what, self._reading, "receive"))
             self._reader = fut
             self._reading = what
-            if not self._watching & READ:
-                self._watch(READ)
         else:
             waiter = self._writer
             if waiter is not None and not waiter.done():
                 raise BusyError(self._busy_message(what, self._writing, "send"))
             self._writer = fut
             self._writing = what
-            if not self._watching & WRITE:
-                self._watch(WRITE)
+        if not self._watching & direction:
+            self._watch(direction)
         self._ticks = 0
         return fut
-
-    def _note_drained(self, flags: int, short: bool) -> None:
-        # A plain receive on a byte stream that returned less than it asked
-        # for has emptied the kernel's buffer, so the next receive would most
-        # likely fail with EAGAIN: it waits for readiness first instead, which
-        # saves a syscall and an exception per request in request/response
-        # traffic.  Readiness is still only a hint (the syscall is retried
-        # after every wake-up), and level-triggered selectors (asyncio's and
-        # libuv's) report data that is already there, so nothing can hang.
-        # Flags such as MSG_OOB are signalled differently: always try those.
-        if self._may_wait_first:
-            self._drained = READ if short and not flags else 0
 
     def _watch(self, direction: int) -> None:
         """Register the descriptor for ``direction``, replacing a registration the loop ended."""
@@ -386,15 +351,6 @@ class socket:
             loop.add_writer(self._fd, _on_writable, _WriteWatch(self))
         self._watching = self._watching & ~(direction << _ENDED) | direction
 
-    def _busy_message(self, what: Any, busy: Any, verb: str) -> str:
-        def name(op: Any) -> str:
-            return op if isinstance(op, str) else op.__name__.lstrip("_")
-
-        return (
-            f"{name(what)}() cannot wait: another task is already waiting in {name(busy)}() "
-            f"to {verb} on {self!r}"
-        )
-
     def _unwatch(self, direction: int) -> None:
         loop = self._loop
         self._watching &= ~(direction | direction << _ENDED)
@@ -403,6 +359,12 @@ class socket:
                 loop.remove_reader(self._fd)
             else:
                 loop.remove_writer(self._fd)
+
+    def _busy_message(self, what: Any, busy: Any, verb: str) -> str:
+        return (
+            f"{_name(what)}() cannot {verb}: another task is already waiting in {_name(busy)}() "
+            f"to {verb} on {self!r}"
+        )
 
     def _release(self) -> None:
         """Forget the descriptor: unregister it and fail every waiter with EBADF."""
@@ -423,64 +385,57 @@ class socket:
 
     async def accept(self) -> tuple[socket, _Address]:
         """Wait for a connection; return ``(asock.socket, address)``."""
-        fd, address = await self._io(READ, 0, self._sock._accept)  # type: ignore[attr-defined]
         sock = self._sock
+        fd, address = await self._io(READ, 0, False, _core.native_accept, sock)
         return socket._from_native(_socket.socket(sock.family, sock.type, sock.proto, fd)), address
 
     async def connect(self, address: _Address) -> None:
         """Connect to ``address``; a host name is resolved off the loop."""
         sock = self._sock
         address = await resolve_address(sock.family, sock.type, sock.proto, address)
+        if self._enter(0, "connect"):  # no direction's rule applies: connect is not a send
+            await asyncio.sleep(0)
         await self._drive(_core.connect(sock, address), "connect")
 
     async def connect_ex(self, address: _Address) -> int:
         """Like ``connect`` but return the errno instead of raising it."""
         try:
             await self.connect(address)
-        except (_socket.gaierror, _socket.herror):
-            raise
-        except (TypeError, ValueError, OverflowError) as exc:
-            # The native connect() names itself in its argument errors.
-            message = exc.args[0] if len(exc.args) == 1 and isinstance(exc.args[0], str) else ""
-            if message.startswith("connect():"):
-                raise type(exc)("connect_ex():" + message[len("connect():") :]) from None
-            raise
-        except TimeoutError as exc:
-            if exc.errno is not None:
-                return exc.errno
-            # The stdlib reports its own connect timeout as EWOULDBLOCK.
-            return errno.EWOULDBLOCK
-        except OSError as exc:
-            if exc.errno is None:
-                raise
-            return exc.errno
-        return 0
+            return 0
+        except BaseException as exc:
+            failure = exc
+        return _core.connect_errno(failure)
 
     async def recv(self, bufsize: int, flags: int = 0) -> bytes:
         """Receive up to ``bufsize`` bytes."""
-        data: bytes = await self._io(READ, flags, self._sock.recv, bufsize, flags)
-        self._note_drained(flags, len(data) < bufsize)
+        first = self._hint > 0 and _core.wait_first(self._hint, self._timeout, flags, bufsize)
+        data = await self._io(READ, flags, first, self._sock.recv, bufsize, flags)
+        if self._hint >= 0:
+            self._hint = _core.receive_hint(self._hint, len(data) < bufsize and not flags)
         return data
 
     async def recv_into(self, buffer: _Buffer, nbytes: int = 0, flags: int = 0) -> int:
         """Receive into ``buffer``; return the number of bytes received."""
-        received: int = await self._io(READ, flags, self._sock.recv_into, buffer, nbytes, flags)
-        self._note_drained(flags, received < (nbytes or len(buffer)))
+        want = _core.into_size(buffer, nbytes)
+        first = self._hint > 0 and _core.wait_first(self._hint, self._timeout, flags, want)
+        received = await self._io(READ, flags, first, self._sock.recv_into, buffer, nbytes, flags)
+        if self._hint >= 0:
+            self._hint = _core.receive_hint(self._hint, received < want and not flags)
         return received
 
     async def recvfrom(self, bufsize: int, flags: int = 0) -> tuple[bytes, _Address]:
         """Receive up to ``bufsize`` bytes; return ``(data, address)``."""
-        return await self._io(READ, flags, self._sock.recvfrom, bufsize, flags)  # type: ignore[no-any-return]
+        return await self._io(READ, flags, False, self._sock.recvfrom, bufsize, flags)
 
     async def recvfrom_into(self, buffer: _Buffer, nbytes: int = 0, flags: int = 0) -> tuple[int, _Address]:
         """Receive into ``buffer``; return ``(nbytes, address)``."""
-        return await self._io(READ, flags, self._sock.recvfrom_into, buffer, nbytes, flags)  # type: ignore[no-any-return]
+        return await self._io(READ, flags, False, self._sock.recvfrom_into, buffer, nbytes, flags)
 
     async def recvmsg(
         self, bufsize: int, ancbufsize: int = 0, flags: int = 0
     ) -> tuple[bytes, list[tuple[int, int, bytes]], int, _Address]:
         """Receive data and ancillary data; return ``(data, ancdata, msg_flags, address)``."""
-        return await self._io(READ, flags, self._sock.recvmsg, bufsize, ancbufsize, flags)  # type: ignore[no-any-return]
+        return await self._io(READ, flags, False, self._sock.recvmsg, bufsize, ancbufsize, flags)
 
     async def recvmsg_into(
         self, buffers: Iterable[_Buffer], ancbufsize: int = 0, flags: int = 0
@@ -488,53 +443,26 @@ class socket:
         """Scatter data into ``buffers``; return ``(nbytes, ancdata, msg_flags, address)``."""
         # A one-shot iterable must survive the retry after a wait.
         buffers = _core.replayable(buffers)
-        return await self._io(READ, flags, self._sock.recvmsg_into, buffers, ancbufsize, flags)  # type: ignore[no-any-return]
+        return await self._io(READ, flags, False, self._sock.recvmsg_into, buffers, ancbufsize, flags)
 
     async def send(self, data: _Buffer, flags: int = 0) -> int:
         """Send some of ``data``; return how many bytes were sent."""
         if isinstance(flags, int):
             flags |= _NOSIGNAL  # else the native call rejects it, in the stdlib's order
-        return await self._io(WRITE, flags, self._sock.send, data, flags)  # type: ignore[no-any-return]
+        return await self._io(WRITE, flags, False, self._sock.send, data, flags)
 
     async def sendall(self, data: _Buffer, flags: int = 0) -> None:
         """Send all of ``data``; an interrupting exception carries ``bytes_sent``."""
-        # Most sends complete at once: skip the operation machinery then.
-        sock = self._sock
-        sent = 0
         if isinstance(flags, int):
             flags |= _NOSIGNAL  # else the native call rejects it, in the stdlib's order
-        loop = self._loop
-        if (
-            loop is not None and self._thread == get_ident() and loop.is_running()
-            if _SLOW_LOOKUP
-            else loop is _get_running_loop()
-        ):
-            if self._ticks >= _BUDGET:
-                # Fairness, as in _io: yield before the syscall.
-                self._ticks = 0
-                await asyncio.sleep(0)
-            try:
-                sent = sock.send(data, flags)
-            except BlockingIOError:
-                pass
-            else:
-                self._ticks += 1
-                if type(data) is bytes or type(data) is bytearray:
-                    size = len(data)
-                else:
-                    with memoryview(data) as view:
-                        size = view.nbytes
-                if sent == size:
-                    return
-                if sent:
-                    data = memoryview(data).cast("B")[sent:]
-        try:
-            nowait = isinstance(flags, int) and bool(flags & _DONTWAIT) and self._timeout is None
-            await self._drive(_core.sendall(sock, data, flags), "sendall", nowait)
-        except BaseException as exc:
-            if sent:
-                exc.bytes_sent = getattr(exc, "bytes_sent", 0) + sent  # type: ignore[attr-defined]
-            raise
+        if self._enter(WRITE, "sendall"):
+            await asyncio.sleep(0)
+        sock = self._sock
+        sent = _core.send_first(sock, data, flags)
+        if sent < 0:
+            self._ticks += 1
+            return
+        await self._drive(_core.sendall(sock, data, flags, sent), "sendall", flags)
 
     @overload
     async def sendto(self, data: _Buffer, address: _Address, /) -> int: ...
@@ -544,12 +472,13 @@ class socket:
         """Send ``data`` to ``address``: ``sendto(data[, flags], address)``."""
         sock = self._sock
         if address is _NO_ADDRESS:
-            target = await resolve_address(sock.family, sock.type, sock.proto, flags_or_address)
-            return await self._io(WRITE, _NOSIGNAL, sock.sendto, data, _NOSIGNAL, target)  # type: ignore[no-any-return]
-        if isinstance(flags_or_address, int):
-            flags_or_address |= _NOSIGNAL  # else the native call rejects it, in the stdlib's order
+            flags, address = 0, flags_or_address
+        else:
+            flags = flags_or_address
+        if isinstance(flags, int):
+            flags |= _NOSIGNAL  # else the native call rejects it, in the stdlib's order
         target = await resolve_address(sock.family, sock.type, sock.proto, address)
-        return await self._io(WRITE, flags_or_address, sock.sendto, data, flags_or_address, target)  # type: ignore[no-any-return]
+        return await self._io(WRITE, flags, False, sock.sendto, data, flags, target)
 
     async def sendmsg(
         self,
@@ -566,7 +495,7 @@ class socket:
             flags |= _NOSIGNAL  # else the native call rejects it, in the stdlib's order
         if address is not None:
             address = await resolve_address(sock.family, sock.type, sock.proto, address)
-        return await self._io(WRITE, flags, sock.sendmsg, buffers, ancdata, flags, address)  # type: ignore[no-any-return]
+        return await self._io(WRITE, flags, False, sock.sendmsg, buffers, ancdata, flags, address)
 
     async def sendfile(self, file: Any, offset: int = 0, count: int | None = None) -> int:
         """Send a binary file (zero-copy where possible); return bytes sent.
@@ -574,8 +503,9 @@ class socket:
         The timeout covers the whole call; an interrupting exception carries
         ``bytes_sent`` and leaves the file positioned just after them.
         """
-        if self._timeout == 0.0:
-            raise ValueError("non-blocking sockets are not supported")
+        _core.check_sendfile(self._sock.type, self._timeout, file, count)
+        if self._enter(WRITE, "sendfile"):
+            await asyncio.sleep(0)
         return await self._drive(_core.sendfile(self._sock, file, offset, count), "sendfile")
 
     # -- plain methods ----------------------------------------------------
@@ -606,13 +536,6 @@ class socket:
         if self._fd >= 0:
             self._release()
         return self._sock.detach()
-
-    def dup(self) -> socket:
-        """A new asock socket on a duplicate of the descriptor, same timeout."""
-        sock = self._sock
-        new = socket._from_native(_socket.socket(sock.family, sock.type, sock.proto, _socket.dup(self.fileno())))
-        new._timeout = self._timeout
-        return new
 
     def fileno(self) -> int:
         """The descriptor, or -1 once closed."""
@@ -653,48 +576,6 @@ class socket:
         """Set a socket option (``value`` None needs ``optlen``, as in the stdlib)."""
         self._sock.setsockopt(level, optname, value, *optlen)
 
-    def get_inheritable(self) -> bool:
-        """Whether child processes inherit the descriptor."""
-        return os.get_inheritable(self.fileno())
-
-    def set_inheritable(self, inheritable: bool) -> None:
-        """Set whether child processes inherit the descriptor."""
-        os.set_inheritable(self.fileno(), inheritable)
-
-    def settimeout(self, value: float | None) -> None:
-        """None waits forever, 0 never waits, t > 0 bounds each awaited call."""
-        timeout = _core.parse_timeout(value)
-        # The native call keeps the descriptor non-blocking and, as in the
-        # stdlib, fails with EBADF on a closed or detached socket.
-        self._sock.setblocking(False)
-        self._timeout = timeout
-
-    def gettimeout(self) -> float | None:
-        """The timeout in seconds, or None."""
-        return self._timeout
-
-    def setblocking(self, flag: bool) -> None:
-        """``setblocking(True)`` is ``settimeout(None)``; False is ``settimeout(0.0)``."""
-        blocking = _core.parse_blocking(flag)
-        self._sock.setblocking(False)  # EBADF on a closed socket, as in the stdlib
-        self._timeout = None if blocking else 0.0
-
-    def getblocking(self) -> bool:
-        """False only in non-blocking mode (timeout 0.0)."""
-        return self._timeout != 0.0
-
-    @property
-    def family(self) -> _stdlib.AddressFamily:
-        """The address family, as the stdlib's enum where it has one."""
-        family: _stdlib.AddressFamily = _convert(self._sock.family, _stdlib.AddressFamily)
-        return family
-
-    @property
-    def type(self) -> _stdlib.SocketKind:
-        """The socket type, as the stdlib's enum where it has one."""
-        kind: _stdlib.SocketKind = _convert(self._sock.type, _stdlib.SocketKind)
-        return kind
-
     @property
     def proto(self) -> int:
         """The protocol number."""
@@ -720,9 +601,6 @@ class socket:
             return f"<{type(self).__module__}.{type(self).__qualname__} [uninitialized]>"
         return _core.describe(f"asock.{type(self).__qualname__}", self, sock.fileno() < 0)
 
-    def __getstate__(self) -> object:
-        raise TypeError(f"cannot pickle {type(self).__qualname__!r} object")
-
     def __del__(self) -> None:
         sock = getattr(self, "_sock", None)
         if sock is None or sock.fileno() < 0:
@@ -734,13 +612,6 @@ class socket:
             self._release()
         sock.close()
         warnings.warn(message, ResourceWarning, source=self, stacklevel=2)
-
-
-def _convert(value: int, enum: Any) -> Any:
-    try:
-        return enum(value)
-    except ValueError:
-        return value
 
 
 #: The socket class, under the stdlib's other name for it.

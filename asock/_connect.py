@@ -1,9 +1,9 @@
-"""Making sockets: servers, connections, pairs, descriptors, fd passing.
+"""The async module's ways to make sockets: connections, servers, pairs, fd passing.
 
-``create_server``, ``socketpair`` and ``fromfd`` never block, so one
-definition serves both the async socket and the sync facade (they take the
-socket class to build).  ``create_connection`` is the async one: resolution off
-the loop and RFC 8305 Happy Eyeballs.
+``create_connection`` resolves the name off the loop and races the addresses
+as RFC 8305 ("Happy Eyeballs") describes.  ``create_server``, ``socketpair``
+and ``fromfd`` are the never-waiting factories of ``_make``, building
+``asock.socket`` objects.
 """
 
 from __future__ import annotations
@@ -11,95 +11,14 @@ from __future__ import annotations
 import _socket
 import array
 import asyncio
-import os
-import socket as _stdlib
-import sys
 from typing import Any
 
 from . import _core
 from ._async_socket import socket
+from ._make import GLOBAL_DEFAULT_TIMEOUT, connection_failed, make_fromfd, make_server, make_socketpair
 from ._resolve import getaddrinfo
 
-__all__ = [
-    "create_connection",
-    "create_server",
-    "fromfd",
-    "make_server",
-    "make_socketpair",
-    "recv_fds",
-    "send_fds",
-    "socketpair",
-]
-
-#: Stands for "use getdefaulttimeout()" in ``create_connection``.
-_GLOBAL_DEFAULT_TIMEOUT: Any = _stdlib._GLOBAL_DEFAULT_TIMEOUT  # type: ignore[attr-defined]
-
-
-def make_server(
-    cls: Any,
-    address: Any,
-    *,
-    family: int = _socket.AF_INET,
-    backlog: int | None = None,
-    reuse_port: bool = False,
-    dualstack_ipv6: bool = False,
-) -> Any:
-    """Build a bound, listening socket of class ``cls`` (stdlib rules)."""
-    if reuse_port and not hasattr(_socket, "SO_REUSEPORT"):
-        raise ValueError("SO_REUSEPORT not supported on this platform")
-    if dualstack_ipv6:
-        if not _stdlib.has_dualstack_ipv6():
-            raise ValueError("dualstack_ipv6 not supported on this platform")
-        if family != _socket.AF_INET6:
-            raise ValueError("dualstack_ipv6 requires AF_INET6 family")
-    sock = cls(family, _socket.SOCK_STREAM)
-    try:
-        # Lets a restarted server bind while old connections sit in
-        # TIME_WAIT; unlike SO_REUSEPORT it never lets two servers share a
-        # port, so it is safe to set by default.
-        if os.name not in ("nt", "cygwin") and hasattr(_socket, "SO_REUSEADDR"):
-            try:
-                sock.setsockopt(_socket.SOL_SOCKET, _socket.SO_REUSEADDR, 1)
-            except OSError:
-                pass
-        if reuse_port:
-            sock.setsockopt(_socket.SOL_SOCKET, _socket.SO_REUSEPORT, 1)
-        if _socket.has_ipv6 and family == _socket.AF_INET6:
-            sock.setsockopt(_socket.IPPROTO_IPV6, _socket.IPV6_V6ONLY, 0 if dualstack_ipv6 else 1)
-        try:
-            sock.bind(address)
-        except OSError as err:
-            raise OSError(err.errno, f"{err.strerror} (while attempting to bind on address {address!r})") from None
-        if backlog is None:
-            sock.listen()
-        else:
-            sock.listen(backlog)
-        return sock
-    except BaseException:
-        sock.close()
-        raise
-
-
-def make_fromfd(cls: Any, fd: int, family: int, type: int, proto: int) -> Any:
-    """A ``cls`` socket on a duplicate of ``fd`` (which is left open)."""
-    duplicate = _socket.dup(fd)
-    try:
-        return cls(family, type, proto, duplicate)
-    except BaseException:
-        os.close(duplicate)  # the stdlib leaks it when the arguments are bad
-        raise
-
-
-def make_socketpair(cls: Any, family: int | None, type: int, proto: int) -> tuple[Any, Any]:
-    """A connected pair of ``cls`` sockets (AF_UNIX unless told otherwise)."""
-    if family is None:
-        family = _socket.AF_UNIX if hasattr(_socket, "AF_UNIX") else _socket.AF_INET
-    a, b = _socket.socketpair(family, type, proto)
-    try:
-        return cls(family, type, proto, a.detach()), cls(family, type, proto, b.detach())
-    finally:
-        a.close()
-        b.close()
+__all__ = ["create_connection", "create_server", "fromfd", "recv_fds", "send_fds", "socketpair"]
 
 
 def create_server(
@@ -190,7 +109,7 @@ async def _attempt(info: Any, source_address: Any, nonblocking: bool = False) ->
 
 async def create_connection(
     address: tuple[str | None, int | str],
-    timeout: float | None = _GLOBAL_DEFAULT_TIMEOUT,
+    timeout: float | None = GLOBAL_DEFAULT_TIMEOUT,
     source_address: Any = None,
     *,
     all_errors: bool = False,
@@ -210,7 +129,7 @@ async def create_connection(
     ``all_errors=True`` an ``ExceptionGroup`` of all of them.
     """
     host, port = address  # first, as in the stdlib: a bad address is reported before a bad timeout
-    timeout = _socket.getdefaulttimeout() if timeout is _GLOBAL_DEFAULT_TIMEOUT else _core.parse_timeout(timeout)
+    timeout = _socket.getdefaulttimeout() if timeout is GLOBAL_DEFAULT_TIMEOUT else _core.parse_timeout(timeout)
     loop = asyncio.get_running_loop()
     deadline = None if not timeout else loop.time() + timeout
     lookup = asyncio.ensure_future(getaddrinfo(host, port, 0, _socket.SOCK_STREAM))
@@ -223,7 +142,7 @@ async def create_connection(
     finally:
         lookup.cancel()
     if not infos:
-        raise OSError("getaddrinfo returns an empty list")
+        raise connection_failed([], all_errors, first=True)
     infos = _interleave(infos)
     sock, errors = await _race(loop, infos, source_address, happy_eyeballs_delay, deadline, timeout == 0.0)
     if sock is not None:
@@ -231,9 +150,7 @@ async def create_connection(
         return sock
     if not errors:
         raise _core.timed_out()
-    if all_errors:
-        raise _exception_group("create_connection failed", errors)
-    raise errors[0]
+    raise connection_failed(errors, all_errors, first=True)
 
 
 async def _race(
@@ -290,12 +207,3 @@ async def _race(
         elif exc is not None:
             raise exc
     return winner, errors
-
-
-def _exception_group(message: str, errors: list[OSError]) -> BaseException:
-    if sys.version_info >= (3, 11):
-        return ExceptionGroup(message, errors)  # noqa: F821
-    # Python 3.10 has no ExceptionGroup: keep every error reachable.
-    err = OSError(f"{message}: " + "; ".join(str(e) for e in errors))
-    err.exceptions = errors  # type: ignore[attr-defined]
-    return err

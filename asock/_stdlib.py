@@ -7,7 +7,8 @@ left out here and supplied by the async or the sync side.
 """
 
 from socket import *  # noqa: F403
-from typing import TYPE_CHECKING
+
+TYPE_CHECKING = False  # not typing's: importing it would cost more than this whole package
 
 #: Defined by asock itself, in an async form (``asock``) or a facade form (``asock.sync``).
 OWN_NAMES = frozenset(

@@ -39,7 +39,7 @@ class AsockSocketStream(anyio.abc.SocketStream):
         self._closed = False
 
     @property
-    def _raw_socket(self) -> socket:  # type: ignore[override]
+    def _raw_socket(self) -> Any:  # anyio types it as the stdlib's socket; asock's has the methods it calls
         # anyio builds SocketAttribute.* from this; asock's socket has the
         # stdlib methods it calls (family, getsockname, getpeername).
         return self._sock
@@ -108,7 +108,7 @@ class AsockSocketListener(anyio.abc.SocketListener):
         sock.settimeout(None)
 
     @property
-    def _raw_socket(self) -> socket:  # type: ignore[override]
+    def _raw_socket(self) -> Any:  # anyio types it as the stdlib's socket; asock's has the methods it calls
         return self._sock
 
     async def accept(self) -> AsockSocketStream:

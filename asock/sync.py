@@ -18,20 +18,22 @@ which every facade socket is an instance.
 from __future__ import annotations
 
 import socket as _stdlib
-import sys
 from socket import *  # noqa: F403  (constants, exceptions and helpers, unchanged)
 from socket import AddressInfo, MsgFlag, SocketIO  # noqa: F401  (public, not in the stdlib's __all__)
-from typing import Any
 
-from ._connect import make_fromfd, make_server, make_socketpair
-from ._sync_socket import socket  # type: ignore[assignment]
+from ._make import GLOBAL_DEFAULT_TIMEOUT as _GLOBAL_DEFAULT_TIMEOUT
+from ._make import connection_failed, make_fromfd, make_server, make_socketpair
+from ._sync_socket import socket  # type: ignore[assignment]  # the facade's class stands in for the stdlib's
+
+TYPE_CHECKING = False  # not typing's: importing it would double this module's import time
+if TYPE_CHECKING:
+    from typing import Any
 
 # Private names of the stdlib module that stdlib-based code and CPython's own
 # tests reach for.
-_GLOBAL_DEFAULT_TIMEOUT: Any = _stdlib._GLOBAL_DEFAULT_TIMEOUT  # type: ignore[attr-defined]
-_GiveupOnSendfile: type[Exception] = _stdlib._GiveupOnSendfile  # type: ignore[attr-defined]
-_LOCALHOST: str = _stdlib._LOCALHOST  # type: ignore[attr-defined]
-_LOCALHOST_V6: str = _stdlib._LOCALHOST_V6  # type: ignore[attr-defined]
+_GiveupOnSendfile: type[Exception] = getattr(_stdlib, "_GiveupOnSendfile")  # noqa: B009
+_LOCALHOST: str = getattr(_stdlib, "_LOCALHOST")  # noqa: B009
+_LOCALHOST_V6: str = getattr(_stdlib, "_LOCALHOST_V6")  # noqa: B009
 
 __all__ = list(_stdlib.__all__)
 
@@ -92,25 +94,17 @@ def create_connection(  # type: ignore[no-redef]
             if source_address:
                 sock.bind(source_address)
             sock.connect(sockaddr)
+            return sock
         except OSError as exc:
-            if sock is not None:
-                sock.close()
-            if not all_errors:
-                failures.clear()  # as in the stdlib: only the last error is raised
             failures.append(exc)
-            continue
         except BaseException:
             # A bad timeout or source address: the stdlib leaks the socket here.
             if sock is not None:
                 sock.close()
             raise
-        failures.clear()  # the tracebacks reference frames: drop the cycle
-        return sock
-    if not failures:
-        raise OSError("getaddrinfo returns an empty list")
+        if sock is not None:
+            sock.close()
     try:
-        if all_errors and sys.version_info >= (3, 11):
-            raise ExceptionGroup("create_connection failed", failures)  # noqa: F405
-        raise failures[0]
+        raise connection_failed(failures, all_errors, first=False)
     finally:
-        failures.clear()
+        failures.clear()  # the tracebacks reference this frame: drop the cycle

@@ -1,5 +1,6 @@
-"""DESIGN section 4 beyond the path matrix: progress reporting, fairness,
-close, loop binding, errors, ResourceWarning and repr."""
+"""The async socket's semantics beyond the path matrix: progress reporting
+(``bytes_sent``), fairness, close, loop binding, errors, ResourceWarning and
+repr."""
 
 from __future__ import annotations
 
@@ -280,7 +281,7 @@ async def test_registration_dropped_by_the_loop_is_renewed(drained: bool) -> Non
         await b.sendall(b"1")
         assert await first == b"1"
         if not drained:
-            a._drained = 0
+            a._hint = 0
         loop.remove_reader(a.fileno())
         second = asyncio.create_task(a.recv(10))
         await settle(second)
