@@ -65,7 +65,10 @@ def _wake(fut: asyncio.Future[None]) -> None:
 # ``_watching`` holds READ / WRITE while the direction is registered, and the
 # same bit shifted left by _ENDED once the loop has let go of a registration
 # (see _Watch): that one is removed before the direction is registered again.
+# Shifted left by _ECHO, it marks a readiness report the loop is about to
+# repeat (see _on_ready).
 _ENDED = 2
+_ECHO = 4
 
 
 class _Watch(weakref.ref["socket"]):
@@ -83,6 +86,7 @@ class _Watch(weakref.ref["socket"]):
     __slots__ = ()
     direction: ClassVar[int]
     ended: ClassVar[int]  # direction << _ENDED (no module globals: finalizers may run at shutdown)
+    echo: ClassVar[int] = 0  # direction << _ECHO where the loop repeats reports (see _on_ready)
 
     def __del__(self) -> None:
         sock = self()
@@ -102,24 +106,44 @@ class _WriteWatch(_Watch):
     ended = WRITE << _ENDED
 
 
-def _on_readable(watch: _Watch) -> None:
-    sock = watch()
-    if sock is not None:
-        fut = sock._reader
-        if fut is None or fut.done():
-            sock._unwatch(READ)
-        else:
-            fut.set_result(None)
+class _SelectorReadWatch(_ReadWatch):
+    __slots__ = ()
+    echo = READ << _ECHO
 
 
-def _on_writable(watch: _Watch) -> None:
+class _SelectorWriteWatch(_WriteWatch):
+    __slots__ = ()
+    echo = WRITE << _ECHO
+
+
+def _on_ready(watch: _Watch) -> None:
+    """The loop reports the descriptor ready: wake the direction's waiter.
+
+    A report that finds nobody waiting unregisters the direction, so an
+    unread descriptor cannot keep a level-triggered loop spinning.
+
+    asyncio's selector loops run the woken task one iteration later, after
+    polling again: the descriptor, not yet read, is reported once more, and
+    that repeat comes after the task's step, which has read it and may be
+    waiting anew.  Delivered, it would wake the task for nothing (a failed
+    syscall and a trip through the loop per request); so the report that
+    follows a wake-up is dropped.  Readiness is level-triggered: if there is
+    something to read after all, the next poll reports it again.  uvloop
+    runs the woken task before it polls again, so it has no repeats.
+    """
     sock = watch()
     if sock is not None:
-        fut = sock._writer
+        direction = watch.direction
+        watching = sock._watching
+        if watching & direction << _ECHO:
+            sock._watching = watching & ~(direction << _ECHO)
+            return
+        fut = sock._reader if direction == READ else sock._writer
         if fut is None or fut.done():
-            sock._unwatch(WRITE)
+            sock._unwatch(direction)
         else:
             fut.set_result(None)
+            sock._watching = watching | watch.echo
 
 
 def _ceil_ms(seconds: float) -> float:
@@ -339,21 +363,22 @@ class socket(SocketBase):
         loop = self._loop
         assert loop is not None
         ended = self._watching & direction << _ENDED
+        repeats = isinstance(loop, asyncio.selector_events.BaseSelectorEventLoop)
         if direction == READ:
             if ended:
                 # uvloop keeps a watch it ended under the descriptor and
                 # would refuse to start a new one until it is removed.
                 loop.remove_reader(self._fd)
-            loop.add_reader(self._fd, _on_readable, _ReadWatch(self))
+            loop.add_reader(self._fd, _on_ready, (_SelectorReadWatch if repeats else _ReadWatch)(self))
         else:
             if ended:
                 loop.remove_writer(self._fd)
-            loop.add_writer(self._fd, _on_writable, _WriteWatch(self))
-        self._watching = self._watching & ~(direction << _ENDED) | direction
+            loop.add_writer(self._fd, _on_ready, (_SelectorWriteWatch if repeats else _WriteWatch)(self))
+        self._watching = self._watching & ~(direction << _ENDED | direction << _ECHO) | direction
 
     def _unwatch(self, direction: int) -> None:
         loop = self._loop
-        self._watching &= ~(direction | direction << _ENDED)
+        self._watching &= ~(direction | direction << _ENDED | direction << _ECHO)
         if loop is not None and not loop.is_closed():
             if direction == READ:
                 loop.remove_reader(self._fd)
