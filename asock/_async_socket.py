@@ -1,11 +1,12 @@
 """The async driver: ``asock.socket``, whose blocking methods are coroutines.
 
 What each call does is the operation core's (``_core``); this module only
-waits.  Waiting happens on the running loop's selector through ``add_reader``
-/ ``add_writer``; the syscalls themselves always run in the awaiting task's
-own step (never in a loop callback), so a cancelled or timed-out receive has
-consumed nothing.  Nothing here depends on the loop's ``sock_*`` methods,
-which uvloop does not fully provide.
+waits.  On asyncio (the default loop, uvloop) waiting happens on the running
+loop's selector through ``add_reader`` / ``add_writer``; under trio, with
+trio's own waits (``_trio``).  The syscalls themselves always run in the
+awaiting task's own step (never in a loop callback), so a cancelled or
+timed-out receive has consumed nothing.  Nothing here depends on the loop's
+``sock_*`` methods, which uvloop does not fully provide.
 """
 
 from __future__ import annotations
@@ -86,7 +87,6 @@ class _Watch(weakref.ref["socket"]):
     __slots__ = ()
     direction: ClassVar[int]
     ended: ClassVar[int]  # direction << _ENDED (no module globals: finalizers may run at shutdown)
-    echo: ClassVar[int] = 0  # direction << _ECHO where the loop repeats reports (see _on_ready)
 
     def __del__(self) -> None:
         sock = self()
@@ -106,30 +106,43 @@ class _WriteWatch(_Watch):
     ended = WRITE << _ENDED
 
 
-class _SelectorReadWatch(_ReadWatch):
-    __slots__ = ()
-    echo = READ << _ECHO
-
-
-class _SelectorWriteWatch(_WriteWatch):
-    __slots__ = ()
-    echo = WRITE << _ECHO
-
-
-def _on_ready(watch: _Watch) -> None:
-    """The loop reports the descriptor ready: wake the direction's waiter.
+def _on_readable(watch: _Watch) -> None:
+    """The loop reports the descriptor readable: wake the waiting receive.
 
     A report that finds nobody waiting unregisters the direction, so an
     unread descriptor cannot keep a level-triggered loop spinning.
+    """
+    sock = watch()
+    if sock is not None:
+        fut = sock._reader
+        if fut is None or fut.done():
+            sock._unwatch(READ)
+        else:
+            fut.set_result(None)
 
-    asyncio's selector loops run the woken task one iteration later, after
-    polling again: the descriptor, not yet read, is reported once more, and
-    that repeat comes after the task's step, which has read it and may be
-    waiting anew.  Delivered, it would wake the task for nothing (a failed
-    syscall and a trip through the loop per request); so the report that
-    follows a wake-up is dropped.  Readiness is level-triggered: if there is
-    something to read after all, the next poll reports it again.  uvloop
-    runs the woken task before it polls again, so it has no repeats.
+
+def _on_writable(watch: _Watch) -> None:
+    """The loop reports the descriptor writable: wake the waiting send (as ``_on_readable``)."""
+    sock = watch()
+    if sock is not None:
+        fut = sock._writer
+        if fut is None or fut.done():
+            sock._unwatch(WRITE)
+        else:
+            fut.set_result(None)
+
+
+def _on_ready_once(watch: _Watch) -> None:
+    """``_on_readable`` / ``_on_writable`` for asyncio's selector loops, which repeat a report.
+
+    They run the woken task one iteration later, after polling again: the
+    descriptor, not yet read, is reported once more, and that repeat comes
+    after the task's step, which has read it and may be waiting anew.
+    Delivered, it would wake the task for nothing (a failed syscall and a
+    trip through the loop per request), so the report that follows a wake-up
+    is dropped.  Readiness is level-triggered: if there is something to read
+    after all, the next poll reports it again.  uvloop runs the woken task
+    before it polls again: it has no repeats.
     """
     sock = watch()
     if sock is not None:
@@ -143,7 +156,7 @@ def _on_ready(watch: _Watch) -> None:
             sock._unwatch(direction)
         else:
             fut.set_result(None)
-            sock._watching = watching | watch.echo
+            sock._watching = watching | direction << _ECHO
 
 
 def _ceil_ms(seconds: float) -> float:
@@ -151,6 +164,61 @@ def _ceil_ms(seconds: float) -> float:
     # early (asyncio's clock resolution); rounding up means one wake-up is
     # enough to see the deadline passed.
     return math.ceil(seconds * 1000.0) / 1000.0
+
+
+class _TrioRun:
+    """The trio run a socket is bound to, where an asyncio socket keeps its loop.
+
+    It refers to the run's token weakly: a socket that outliving its run does
+    not keep the finished run's machinery alive.  Its methods are the few a
+    loop answers here; trio itself is only ever imported by ``_trio``.
+    """
+
+    __slots__ = ("_token",)
+
+    def __init__(self, token: Any) -> None:
+        self._token: weakref.ref[Any] = weakref.ref(token)
+
+    def is_running(self) -> bool:
+        # Only for the check made on every call before Python 3.12, which
+        # then falls through to _bind_loop: that is where a trio-bound socket
+        # checks its run.
+        return False
+
+    def is_current(self) -> bool:
+        """Whether the calling task runs in this run."""
+        from . import _trio
+
+        return _trio.current_token() is self._token()
+
+    def is_closed(self) -> bool:
+        """Whether the run has finished (a socket may then move to another loop or run)."""
+        from . import _trio
+
+        return _trio.finished(self._token())
+
+    def call_soon_threadsafe(self, callback: Callable[[], object]) -> None:
+        """Run ``callback`` in the run's own thread."""
+        from . import _trio
+
+        _trio.call_soon_threadsafe(self._token(), callback)
+
+    def __repr__(self) -> str:
+        return f"<trio run {self._token()!r}>"
+
+
+def _trio_run() -> _TrioRun | None:
+    """The trio run the calling task is in, or None (trio is never imported here)."""
+    if "trio" not in sys.modules:
+        return None
+    from . import _trio
+
+    token = _trio.current_token()
+    return None if token is None else _TrioRun(token)
+
+
+def _waiting(*waiters: Any) -> bool:
+    return any(waiter is not None and not waiter.done() for waiter in waiters)
 
 
 def _name(what: Any) -> str:
@@ -183,10 +251,12 @@ class socket(SocketBase):
     )
 
     _fd: int
-    _loop: asyncio.AbstractEventLoop | None
+    _loop: Any  # the asyncio loop, or the trio run (``_trio.TrioRun``), bound on first use
     _thread: int  # the thread _loop last ran this socket's calls in
-    _reader: asyncio.Future[None] | None  # the receive waiting for readiness, if any
-    _writer: asyncio.Future[None] | None
+    # The receive waiting for readiness, if any: its asyncio future, or under
+    # trio a stand-in with the same done() (_trio._Waiting).
+    _reader: Any
+    _writer: Any
     _reading: Any  # the call in _reader (a name or the native method), for BusyError
     _writing: Any  # the send in progress, from its first wait to its end
     _ticks: int  # calls in a row that completed without waiting
@@ -223,15 +293,14 @@ class socket(SocketBase):
     def _enter(self, direction: int, what: Any) -> bool:
         """Start a call: check that it runs on this socket's loop (binding it on first use).
 
-        A send is refused while another task's send is in progress (its bytes
-        would land in the middle of the other call's).  True when the task
-        must yield once before its syscall: a task whose calls keep
-        completing at once yields after ``_BUDGET`` of them, so it cannot
-        starve the loop's other tasks (before the syscall, so no data is held
-        across the yield).
+        True when the task must yield once first, and then call again: a task
+        whose calls keep completing at once yields after ``_BUDGET`` of them,
+        so it cannot starve the loop's other tasks (before the syscall, so no
+        data is held across the yield).  Otherwise the call may go on, except
+        that a send is refused while another task's send is in progress (its
+        bytes would land in the middle of the other call's): checked last, so
+        that it also holds after the yield.
         """
-        if direction == WRITE and self._writing is not None:
-            raise BusyError(self._busy_message(what, self._writing, "send"))
         loop = self._loop
         if (
             loop is None or self._thread != get_ident() or not loop.is_running()
@@ -242,11 +311,19 @@ class socket(SocketBase):
         if self._ticks >= _BUDGET:
             self._ticks = 0
             return True
+        if direction == WRITE and self._writing is not None:
+            raise BusyError(self._busy_message(what, self._writing, "send"))
         return False
 
     def _bind_loop(self) -> None:
-        loop = asyncio.get_running_loop()
+        loop: Any = _get_running_loop()
         bound = self._loop
+        if loop is None:
+            loop = _trio_run()
+            if loop is None:
+                asyncio.get_running_loop()  # raises the usual "no running event loop"
+            if bound.__class__ is _TrioRun and bound.is_current():
+                return  # trio: checked here on every call, at trio's own cost only
         if bound is not None and bound is not loop:
             if not bound.is_closed():
                 raise RuntimeError(
@@ -259,10 +336,11 @@ class socket(SocketBase):
         # readiness is level-triggered and a registration the loop has ended
         # is seen (see _Watch) and renewed before the wait: asyncio's selector
         # loops and uvloop.  On a loop not known to be like that, receives
-        # always try first.
+        # always try first.  trio looks at the descriptor anew on every wait.
         safe = self._sock.type == _socket.SOCK_STREAM and (
             isinstance(loop, asyncio.selector_events.BaseSelectorEventLoop)
             or type(loop).__module__.partition(".")[0] == "uvloop"
+            or loop.__class__ is _TrioRun
         )
         self._hint = 0 if safe else -1
 
@@ -275,8 +353,12 @@ class socket(SocketBase):
         the first try (``_core.wait_first``); ``flags`` are the call's MSG_*
         flags, for the give-up rule.
         """
-        if self._enter(direction, call):
-            await asyncio.sleep(0)
+        while self._enter(direction, call):
+            await self._yield()
+        if first and direction == READ and self._reader is not None and not self._reader.done():
+            # Another task waits to receive: try, as a receive with no hint
+            # would (it may take data that is there); only waiting is refused.
+            first = False
         if not first:
             result = attempt(call, args)
             if result is not AGAIN:
@@ -284,6 +366,11 @@ class socket(SocketBase):
                 return result
             if _core.gives_up(self._timeout, flags):
                 raise _core.would_block()
+        if self._loop.__class__ is _TrioRun:
+            # trio: the core's rule, waiting with trio (asyncio's inline wait
+            # below uses the loop's futures).
+            op = _core.retry(direction, _core.would_block(), call, *args)
+            return await self._drive(op, call, flags)
         timeout = self._timeout
         when = None if timeout is None else _core.deadline(timeout, None)
         fut = self._arm(direction, call)
@@ -307,7 +394,7 @@ class socket(SocketBase):
             if self._writing is call:
                 self._writing = None
 
-    async def _drive(self, op: _core.Op[T], what: str, flags: int = 0) -> T:
+    async def _drive(self, op: _core.Op[T], what: Any, flags: int = 0) -> T:
         """Run a multi-step core operation, waiting on the loop between its steps."""
         try:
             return await _core.drive(op, self._wait, what, self._timeout, flags)
@@ -317,6 +404,11 @@ class socket(SocketBase):
 
     async def _wait(self, direction: int, when: float | None, what: Any) -> None:
         """Wait until the loop reports the descriptor ready, ``when`` passes, or close()."""
+        if self._loop.__class__ is _TrioRun:
+            from . import _trio
+
+            await _trio.wait(self, direction, when, what)
+            return
         fut = self._arm(direction, what)
         if when is None:
             await fut
@@ -327,6 +419,15 @@ class socket(SocketBase):
         finally:
             timer.cancel()
 
+    async def _yield(self) -> None:
+        """Let the loop's other tasks run once (the fairness budget)."""
+        if self._loop.__class__ is _TrioRun:
+            from . import _trio
+
+            await _trio.checkpoint()
+        else:
+            await asyncio.sleep(0)
+
     def _arm(self, direction: int, what: Any) -> asyncio.Future[None]:
         """Make a future the direction's waiter, registering the descriptor if needed."""
         loop = self._loop
@@ -336,7 +437,7 @@ class socket(SocketBase):
         # A waiter is the future in the direction's slot until it is done;
         # whatever ends the wait (readiness, the timer, cancellation, close)
         # completes it, so nothing has to clear the slot afterwards.
-        fut = loop.create_future()
+        fut: asyncio.Future[None] = loop.create_future()
         # The descriptor stays registered between waits: re-registering on
         # every wait costs two epoll_ctl calls, and a connection that waits
         # once per request would pay them on every request.  A readiness
@@ -369,11 +470,11 @@ class socket(SocketBase):
                 # uvloop keeps a watch it ended under the descriptor and
                 # would refuse to start a new one until it is removed.
                 loop.remove_reader(self._fd)
-            loop.add_reader(self._fd, _on_ready, (_SelectorReadWatch if repeats else _ReadWatch)(self))
+            loop.add_reader(self._fd, _on_ready_once if repeats else _on_readable, _ReadWatch(self))
         else:
             if ended:
                 loop.remove_writer(self._fd)
-            loop.add_writer(self._fd, _on_ready, (_SelectorWriteWatch if repeats else _WriteWatch)(self))
+            loop.add_writer(self._fd, _on_ready_once if repeats else _on_writable, _WriteWatch(self))
         self._watching = self._watching & ~(direction << _ENDED | direction << _ECHO) | direction
 
     def _unwatch(self, direction: int) -> None:
@@ -399,11 +500,17 @@ class socket(SocketBase):
             self._unwatch(READ)
         if self._watching & (WRITE | WRITE << _ENDED):
             self._unwatch(WRITE)
-        self._fd = -1
         reader, writer = self._reader, self._writer
+        if self._loop.__class__ is _TrioRun and _waiting(reader, writer):
+            from . import _trio
+
+            # trio wakes them with ClosedResourceError, which they turn into EBADF.
+            _trio.notify_closing(self)
+        self._fd = -1
         self._reader = self._writer = None
         for fut in (reader, writer):
-            if fut is not None and not fut.done():
+            # (A trio waiter is woken by trio's notify_closing, in close().)
+            if isinstance(fut, asyncio.Future) and not fut.done():
                 fut.set_exception(_core.closed_error())
 
     # -- coroutines ---------------------------------------------------------
@@ -418,8 +525,8 @@ class socket(SocketBase):
         """Connect to ``address``; a host name is resolved off the loop."""
         sock = self._sock
         address = await resolve_address(sock.family, sock.type, sock.proto, address)
-        if self._enter(0, "connect"):  # no direction's rule applies: connect is not a send
-            await asyncio.sleep(0)
+        while self._enter(0, "connect"):  # no direction's rule applies: connect is not a send
+            await self._yield()
         await self._drive(_core.connect(sock, address), "connect")
 
     async def connect_ex(self, address: _Address) -> int:
@@ -480,8 +587,8 @@ class socket(SocketBase):
         """Send all of ``data``; an interrupting exception carries ``bytes_sent``."""
         if isinstance(flags, int):
             flags |= _NOSIGNAL  # else the native call rejects it, in the stdlib's order
-        if self._enter(WRITE, "sendall"):
-            await asyncio.sleep(0)
+        while self._enter(WRITE, "sendall"):
+            await self._yield()
         sock = self._sock
         sent = _core.send_first(sock, data, flags)
         if sent < 0:
@@ -528,10 +635,11 @@ class socket(SocketBase):
         The timeout covers the whole call; an interrupting exception carries
         ``bytes_sent`` and leaves the file positioned just after them.
         """
-        _core.check_sendfile(self._sock.type, self._timeout, file, count)
-        if self._enter(WRITE, "sendfile"):
-            await asyncio.sleep(0)
-        return await self._drive(_core.sendfile(self._sock, file, offset, count), "sendfile")
+        _core.check_sendfile(self._sock.type, file, count)
+        while self._enter(WRITE, "sendfile"):
+            await self._yield()
+        op = _core.sendfile(self._sock, file, offset, count, self._timeout == 0.0)
+        return await self._drive(op, "sendfile")
 
     # -- plain methods ----------------------------------------------------
 
@@ -544,12 +652,20 @@ class socket(SocketBase):
         """
         if self._fd >= 0:
             loop = self._loop
-            if (
-                loop is not None
-                # Registered: the selector belongs to the loop's thread.
-                and self._watching
-                and loop.is_running()
-                and _get_running_loop() is not loop
+            if loop.__class__ is not _TrioRun:
+                if (
+                    # Registered: the selector belongs to the loop's thread.
+                    self._watching
+                    and loop.is_running()
+                    and _get_running_loop() is not loop
+                ):
+                    loop.call_soon_threadsafe(self.close)
+                    return
+            elif (
+                # trio: only the run's own thread can tell its waiters.
+                _waiting(self._reader, self._writer)
+                and not loop.is_current()
+                and not loop.is_closed()
             ):
                 loop.call_soon_threadsafe(self.close)
                 return

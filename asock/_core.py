@@ -357,7 +357,10 @@ def sendall(sock: _socket.socket, data: Any, flags: int = 0, sent: int | None = 
     try:
         view = memoryview(data)
     except TypeError:
-        raise TypeError(f"a bytes-like object is required, not {type(data).__name__!r}") from None
+        view = None
+    if view is None:
+        # Raised outside the handler: the stdlib's error, with nothing chained.
+        raise TypeError(f"a bytes-like object is required, not {type(data).__name__!r}")
     if not view.c_contiguous:
         view.release()
         raise BufferError("memoryview: underlying buffer is not C-contiguous")  # the stdlib's error
@@ -432,7 +435,8 @@ def connect_errno(exc: BaseException) -> int:
         # The native connect() names itself in its argument errors.
         message = exc.args[0] if len(exc.args) == 1 and isinstance(exc.args[0], str) else ""
         if message.startswith("connect():"):
-            raise type(exc)("connect_ex():" + message[len("connect():") :]) from None
+            # (Called after the driver's handler has ended: nothing to chain.)
+            raise type(exc)("connect_ex():" + message[len("connect():") :])
         raise exc
     if isinstance(exc, TimeoutError) and exc.errno is None:
         # The stdlib reports its own connect timeout as EWOULDBLOCK.
@@ -442,8 +446,11 @@ def connect_errno(exc: BaseException) -> int:
     raise exc
 
 
-def check_sendfile(sock_type: int, timeout: float | None, file: Any, count: int | None) -> None:
-    """The stdlib's rules for ``sendfile``'s arguments and mode, with its messages, in its order."""
+def check_sendfile(sock_type: int, file: Any, count: int | None) -> None:
+    """The stdlib's rules for ``sendfile``'s arguments, with its messages, in its order.
+
+    (Its rule for non-blocking mode comes later, in the operations.)
+    """
     if "b" not in getattr(file, "mode", "b"):
         raise ValueError("file should be opened in binary mode")
     if not sock_type & _socket.SOCK_STREAM:
@@ -453,36 +460,46 @@ def check_sendfile(sock_type: int, timeout: float | None, file: Any, count: int 
             raise TypeError(f"count must be a positive integer (got {count!r})")
         if count <= 0:
             raise ValueError(f"count must be a positive integer (got {count!r})")
-    if timeout == 0.0:
-        raise ValueError("non-blocking sockets are not supported")
 
 
-# os.sendfile takes at most this much at once on some kernels (bpo-38319).
+def _refuse_nonblocking() -> ValueError:
+    return ValueError("non-blocking sockets are not supported")
+
+
+# At most 1 GiB per os.sendfile call, as the stdlib's loop does: a larger
+# count can overflow the C type on 32-bit platforms.
 _SENDFILE_CHUNK = 2**30
 _SEND_CHUNK = 65536
 
 
-def sendfile(sock: _socket.socket, file: Any, offset: int = 0, count: int | None = None) -> Op[int]:
+def sendfile(
+    sock: _socket.socket, file: Any, offset: int = 0, count: int | None = None, nonblocking: bool = False
+) -> Op[int]:
     """Send ``file`` from ``offset`` until EOF or ``count`` bytes (arguments already checked).
 
     Zero-copy ``os.sendfile`` where the file allows it, otherwise reads and
     ``send``.  The file position ends just past the last byte sent, also when
-    an exception (with ``bytes_sent``) leaves the call.
+    an exception (with ``bytes_sent``) leaves the call.  ``nonblocking`` is
+    the socket's mode: then, as in the stdlib, only an empty file is sent
+    (nothing), and anything else raises ``ValueError``.
     """
     if _c.fileno(sock) < 0:
         # Else os.sendfile's EBADF reads as "not mmap-able" and the fallback
         # "sends" a file already at EOF: 0 bytes, success, on a closed socket.
         raise closed_error()
-    # A size of 0 also means "not a regular file" (/proc, pipes): read those.
-    if _regular_fileno(file) is not None:
+    # A size of 0 also means "not a regular file" (/proc, pipes): in blocking
+    # and timeout mode, read those.
+    if nonblocking or _regular_fileno(file) is not None:
         try:
-            return (yield from sendfile_zero_copy(sock, file, offset, count))
+            return (yield from sendfile_zero_copy(sock, file, offset, count, nonblocking))
         except _GiveupOnSendfile:
             pass  # nothing was sent: fall back to read() and send()
-    return (yield from sendfile_by_send(sock, file, offset, count))
+    return (yield from sendfile_by_send(sock, file, offset, count, nonblocking))
 
 
-def sendfile_zero_copy(sock: _socket.socket, file: Any, offset: int = 0, count: int | None = None) -> Op[int]:
+def sendfile_zero_copy(
+    sock: _socket.socket, file: Any, offset: int = 0, count: int | None = None, nonblocking: bool = False
+) -> Op[int]:
     """``os.sendfile`` only; raises the stdlib's ``_GiveupOnSendfile`` if the
     file cannot go that way (no descriptor, not mmap-able) before any byte is
     sent.  An empty file sends nothing.
@@ -497,6 +514,8 @@ def sendfile_zero_copy(sock: _socket.socket, file: Any, offset: int = 0, count: 
         raise _GiveupOnSendfile(err)
     if not size:
         return 0
+    if nonblocking:
+        raise _refuse_nonblocking()
     sent = 0
     pending = None
     try:
@@ -522,19 +541,25 @@ def sendfile_zero_copy(sock: _socket.socket, file: Any, offset: int = 0, count: 
         _report(exc, sent)
         raise
     finally:
-        if sent and hasattr(file, "seek"):
+        if sent and _seekable(file):
             file.seek(offset + sent)
 
 
-def sendfile_by_send(sock: _socket.socket, file: Any, offset: int = 0, count: int | None = None) -> Op[int]:
+def sendfile_by_send(
+    sock: _socket.socket, file: Any, offset: int = 0, count: int | None = None, nonblocking: bool = False
+) -> Op[int]:
     """Send ``file`` with ``read()`` and ``send()``, for files ``os.sendfile`` cannot take."""
+    if nonblocking:
+        raise _refuse_nonblocking()
     sent = 0
+    read = False
     try:
         if offset:
             file.seek(offset)
         while count is None or sent < count:
             want = _SEND_CHUNK if count is None else min(count - sent, _SEND_CHUNK)
             block = file.read(want)
+            read = True
             if not block:
                 break
             with memoryview(block) as view:
@@ -554,8 +579,17 @@ def sendfile_by_send(sock: _socket.socket, file: Any, offset: int = 0, count: in
         _report(exc, sent)
         raise
     finally:
-        if sent and hasattr(file, "seek"):
+        # read() ran ahead of what was sent: back to just past the last byte
+        # sent (where the file allows it: a pipe cannot go back).
+        if read and _seekable(file):
             file.seek(offset + sent)
+
+
+def _seekable(file: Any) -> bool:
+    try:
+        return bool(file.seekable())
+    except (AttributeError, OSError, ValueError):
+        return hasattr(file, "seek") and not hasattr(file, "seekable")
 
 
 def _regular_fileno(file: Any) -> int | None:
