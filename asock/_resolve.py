@@ -1,8 +1,9 @@
 """Name resolution that never blocks the event loop.
 
-Each helper runs the stdlib's own function in the loop's default executor, so
-results (address-family enums, error types and messages) are exactly the
-stdlib's on every loop, uvloop included.
+Each helper runs the stdlib's own function in a worker thread (the asyncio
+loop's default executor, or trio's thread pool), so results (address-family
+enums, error types and messages) are exactly the stdlib's on every loop,
+uvloop and trio included.
 """
 
 from __future__ import annotations
@@ -11,6 +12,8 @@ import _socket
 import asyncio
 import functools
 import socket as _stdlib
+import sys
+from asyncio.events import _get_running_loop
 from typing import Any
 
 __all__ = [
@@ -24,7 +27,15 @@ __all__ = [
 ]
 
 async def _off_loop(func: Any, *args: Any) -> Any:
-    loop = asyncio.get_running_loop()
+    """Run the stdlib's blocking call in a worker thread of the running async library."""
+    loop = _get_running_loop()
+    if loop is None and "trio" in sys.modules:
+        from . import _trio
+
+        if _trio.current_token() is not None:
+            return await _trio.run_in_thread(func, *args)
+    if loop is None:
+        loop = asyncio.get_running_loop()  # raises the usual "no running event loop"
     return await loop.run_in_executor(None, functools.partial(func, *args))
 
 

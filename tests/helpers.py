@@ -1,19 +1,26 @@
-"""Small tools the async tests share: letting tasks reach their wait, filling a
-send buffer, a listener whose backlog is full, a reader thread, ``bytes_sent``."""
+"""Small tools the async tests share: tasks that run on every backend (asyncio,
+uvloop, trio) with the handles the tests need, letting tasks reach their wait,
+filling a send buffer, a listener whose backlog is full, a reader thread,
+``bytes_sent``."""
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import os
 import select
 import socket as stdlib
+import sys
 import threading
-from typing import Any
+from collections.abc import AsyncIterator, Awaitable, Callable, Generator
+from typing import Any, TypeVar
 
+import anyio
+import anyio.lowlevel
 import pytest
 
 import asock
+
+T = TypeVar("T")
 
 #: What ``fill_send_buffer`` sends, so a reader can tell filler from payload.
 FILLER = b"f"
@@ -34,11 +41,131 @@ def ipv6_usable() -> bool:
 needs_ipv6 = pytest.mark.skipif(not ipv6_usable(), reason="::1 is not usable on this machine")
 
 
-async def settle(*tasks: asyncio.Task[Any]) -> None:
+# -- tasks on every backend --------------------------------------------------------
+
+
+class Task:
+    """A child task of ``tasks()``, with what the tests use of an asyncio task.
+
+    ``await task`` (or ``await task.wait()``) gives its result or raises its
+    exception; ``cancel()`` cancels it (on every backend, with the backend's
+    own cancellation exception, ``cancelled_exc()``).
+    """
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self._scope = anyio.CancelScope()
+        self._finished = anyio.Event()
+        self._value: Any = None
+        self._error: BaseException | None = None
+
+    async def _run(self, fn: Callable[..., Awaitable[Any]], args: tuple[Any, ...]) -> None:
+        with self._scope:
+            try:
+                self._value = await fn(*args)
+            except BaseException as exc:  # kept for whoever awaits the task, as asyncio does
+                self._error = exc
+                if not isinstance(exc, (Exception, anyio.get_cancelled_exc_class())):
+                    raise
+            finally:
+                self._finished.set()
+
+    def done(self) -> bool:
+        return self._finished.is_set()
+
+    def cancel(self) -> None:
+        self._scope.cancel()
+
+    def cancelled(self) -> bool:
+        return self.done() and isinstance(self._error, anyio.get_cancelled_exc_class())
+
+    def exception(self) -> BaseException | None:
+        assert self.done(), f"{self!r} has not finished"
+        return self._error
+
+    def result(self) -> Any:
+        assert self.done(), f"{self!r} has not finished"
+        if self._error is not None:
+            raise self._error
+        return self._value
+
+    async def wait(self) -> Any:
+        await self._finished.wait()
+        return self.result()
+
+    def __await__(self) -> Generator[Any, None, Any]:
+        return self.wait().__await__()
+
+    def __repr__(self) -> str:
+        state = "done" if self.done() else "running"
+        return f"<Task {self.name} {state}>"
+
+
+class Tasks:
+    """Starts tasks in a task group (``spawn``); see ``tasks()``."""
+
+    def __init__(self, group: anyio.abc.TaskGroup) -> None:
+        self._group = group
+        self.started: list[Task] = []
+
+    def spawn(self, fn: Callable[..., Awaitable[Any]], *args: Any) -> Task:
+        task = Task(getattr(fn, "__qualname__", repr(fn)))
+        self._group.start_soon(task._run, fn, args)
+        self.started.append(task)
+        return task
+
+
+@contextlib.asynccontextmanager
+async def tasks() -> AsyncIterator[Tasks]:
+    """A task group for the test's tasks: ``async with tasks() as tg: task = tg.spawn(fn, *args)``.
+
+    Leaving it with a task still running fails the test (the task is
+    cancelled first, so nothing hangs): a test must see its tasks through.
+    """
+    async with anyio.create_task_group() as group:
+        spawner = Tasks(group)
+        failed = False
+        try:
+            yield spawner
+        except BaseException:
+            failed = True
+            raise
+        finally:
+            pending = [task for task in spawner.started if not task.done()]
+            for task in pending:
+                task.cancel()
+    if pending and not failed:
+        pytest.fail(f"test left {len(pending)} task(s) running: {pending!r}", pytrace=False)
+
+
+def cancelled_exc() -> type[BaseException]:
+    """The running backend's cancellation exception (asyncio.CancelledError, trio.Cancelled)."""
+    return anyio.get_cancelled_exc_class()
+
+
+def backend() -> str:
+    """The running event loop: "asyncio" (the default loop), "uvloop" or "trio"."""
+    import sniffio
+
+    name = sniffio.current_async_library()
+    if name == "asyncio":
+        import asyncio
+
+        if type(asyncio.get_running_loop()).__module__.startswith("uvloop"):
+            return "uvloop"
+    return name
+
+
+async def wait_for(awaitable: Awaitable[T], timeout: float) -> T:
+    """``await`` with a time limit: ``TimeoutError`` after ``timeout`` seconds."""
+    with anyio.fail_after(timeout):
+        return await awaitable
+
+
+async def settle(*tasks: Task) -> None:
     """Run the loop until the tasks are parked in their wait; fail if one ended."""
-    for _ in range(5):
-        await asyncio.sleep(0)
-    await asyncio.sleep(0.02)
+    await ticks(5)
+    await anyio.sleep(0.02)
     for task in tasks:
         if task.done():
             task.result()  # surfaces the exception, if that is why it ended
@@ -46,9 +173,9 @@ async def settle(*tasks: asyncio.Task[Any]) -> None:
 
 
 async def ticks(n: int) -> None:
-    """Let the loop run ``n`` iterations."""
+    """Let the loop run ``n`` iterations (on trio: ``n`` schedule points)."""
     for _ in range(n):
-        await asyncio.sleep(0)
+        await anyio.lowlevel.checkpoint()
 
 
 async def fill_send_buffer(sock: asock.socket) -> int:

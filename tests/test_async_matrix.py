@@ -1,9 +1,9 @@
 """The path matrix: every I/O coroutine of ``asock.socket`` down every path.
 
 Paths (one test function each): completes at once; would block, then
-completes; times out; non-blocking mode; cancelled (``task.cancel`` and
-``asyncio.wait_for``); closed by another task while waiting; a second waiter
-in the same direction.  After every interruption the rig checks that nothing
+completes; times out; non-blocking mode; cancelled (the task cancelled, and a
+cancel scope's deadline); closed by another task while waiting; a second
+waiter in the same direction.  After every interruption the rig checks that nothing
 was lost and the socket still works.
 
 ``OPS`` is the table: for each coroutine, the *rig* that knows how to make it
@@ -12,7 +12,6 @@ block and how to let it complete, and how to call it.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import errno
 import os
@@ -22,16 +21,20 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
+import anyio
 import pytest
 from helpers import (
     FILLER,
     Reader,
     abstract_name,
     bytes_sent,
+    cancelled_exc,
     fill_send_buffer,
     full_backlog_listener,
     settle,
+    tasks,
     ticks,
+    wait_for,
 )
 
 import asock
@@ -232,7 +235,7 @@ class Acceptor(Rig):
         if not self.clients:
             self.unblock()
         self.sock.settimeout(None)
-        await self.check(await asyncio.wait_for(call(self), 10))
+        await self.check(await wait_for(call(self), 10))
 
 
 class Connector(Rig):
@@ -394,23 +397,28 @@ async def interrupted(op: Op, rig: Rig, exc: BaseException) -> None:
 
 @by_op
 async def test_completes_at_once(op: Op) -> None:
-    async with rig_for(op, blocked=False) as rig:
-        loop = asyncio.get_running_loop()
-        yielded = []
-        loop.call_soon(yielded.append, True)
+    async with rig_for(op, blocked=False) as rig, tasks() as tg:
+        yielded: list[bool] = []
+
+        async def other() -> None:
+            yielded.append(True)
+
+        # Started now, it runs as soon as the call gives the loop a turn.
+        tg.spawn(other)
         result = await op.call(rig)
         if op.rig is not Connector:  # a TCP handshake always takes a loop turn
             assert not yielded, "a call that could complete at once yielded to the loop"
         await rig.check(result)
+        await ticks(1)
 
 
 @by_op
 async def test_waits_then_completes(op: Op) -> None:
-    async with rig_for(op, blocked=True) as rig:
-        task = asyncio.create_task(op.call(rig))
+    async with rig_for(op, blocked=True) as rig, tasks() as tg:
+        task = tg.spawn(op.call, rig)
         await settle(task)
         rig.unblock()
-        await rig.check(await asyncio.wait_for(task, 10))
+        await rig.check(await wait_for(task, 10))
 
 
 @by_op
@@ -452,11 +460,11 @@ async def test_nonblocking_mode(op: Op) -> None:
 
 @by_op
 async def test_cancelled_while_waiting(op: Op) -> None:
-    async with rig_for(op, blocked=True) as rig:
-        task = asyncio.create_task(op.call(rig))
+    async with rig_for(op, blocked=True) as rig, tasks() as tg:
+        task = tg.spawn(op.call, rig)
         await settle(task)
         task.cancel()
-        with pytest.raises(asyncio.CancelledError) as info:
+        with pytest.raises(cancelled_exc()) as info:
             await task
         await interrupted(op, rig, info.value)
 
@@ -467,37 +475,36 @@ async def test_cancelled_as_it_becomes_ready(op: Op, delay: int) -> None:
     # The cancellation lands 0..3 loop iterations after the peer acted: before
     # the readiness event is seen, between the wake-up and the task's step, or
     # after the call finished.  Whichever happened, nothing is lost.
-    async with rig_for(op, blocked=True) as rig:
-        task = asyncio.create_task(op.call(rig))
+    async with rig_for(op, blocked=True) as rig, tasks() as tg:
+        task = tg.spawn(op.call, rig)
         await settle(task)
         rig.unblock()
         await ticks(delay)
         task.cancel()
         try:
             result = await task
-        except asyncio.CancelledError as exc:
+        except cancelled_exc() as exc:
             await interrupted(op, rig, exc)
         else:
             await rig.check(result)
 
 
 @by_op
-async def test_wait_for_times_out(op: Op) -> None:
+async def test_cancel_scope_deadline(op: Op) -> None:
     async with rig_for(op, blocked=True) as rig:
-        with pytest.raises(asyncio.TimeoutError) as info:
-            await asyncio.wait_for(op.call(rig), 0.1)
+        with pytest.raises(TimeoutError) as info, anyio.fail_after(0.1):
+            await op.call(rig)
         await interrupted(op, rig, info.value)
 
 
 @by_op
 async def test_closed_while_waiting(op: Op) -> None:
-    async with rig_for(op, blocked=True) as rig:
-        task = asyncio.create_task(op.call(rig))
+    async with rig_for(op, blocked=True) as rig, tasks() as tg:
+        task = tg.spawn(op.call, rig)
         await settle(task)
         rig.sock.close()
         # The waiter learns at the next loop iteration, not after some timeout.
-        for _ in range(3):
-            await asyncio.sleep(0)
+        await ticks(3)
         assert task.done(), "close() did not wake the waiting task"
         if op.returns_errno:
             assert task.result() == errno.EBADF
@@ -515,8 +522,8 @@ async def test_closed_while_waiting(op: Op) -> None:
 
 @by_op
 async def test_second_waiter_is_busy(op: Op) -> None:
-    async with rig_for(op, blocked=True) as rig:
-        first = asyncio.create_task(op.call(rig))
+    async with rig_for(op, blocked=True) as rig, tasks() as tg:
+        first = tg.spawn(op.call, rig)
         await settle(first)
         with pytest.raises(asock.BusyError) as info:
             await op.call(rig)
@@ -527,4 +534,4 @@ async def test_second_waiter_is_busy(op: Op) -> None:
         # The refused second call took nothing from the first waiter.
         assert not first.done()
         rig.unblock()
-        await rig.check(await asyncio.wait_for(first, 10))
+        await rig.check(await wait_for(first, 10))
