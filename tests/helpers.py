@@ -9,7 +9,6 @@ import contextlib
 import os
 import select
 import socket as stdlib
-import sys
 import threading
 from collections.abc import AsyncIterator, Awaitable, Callable, Generator
 from typing import Any, TypeVar

@@ -404,12 +404,12 @@ async def test_completes_at_once(op: Op) -> None:
             yielded.append(True)
 
         # Started now, it runs as soon as the call gives the loop a turn.
-        tg.spawn(other)
+        bystander = tg.spawn(other)
         result = await op.call(rig)
         if op.rig is not Connector:  # a TCP handshake always takes a loop turn
             assert not yielded, "a call that could complete at once yielded to the loop"
         await rig.check(result)
-        await ticks(1)
+        await wait_for(bystander, 5)
 
 
 @by_op
