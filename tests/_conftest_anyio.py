@@ -22,6 +22,10 @@ BACKENDS = [
     pytest.param("trio", id="trio"),
 ]
 
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "asyncio_only: a test of asock with asyncio itself (not run on trio)")
+
+
 @pytest.fixture(params=BACKENDS)
 def anyio_backend(request: pytest.FixtureRequest) -> object:
     if request.param == "trio" and request.node.get_closest_marker("asyncio_only") is not None:

@@ -3,7 +3,6 @@ UDP, descriptor passing, sendfile, and the ways to make and move sockets."""
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import io
 import os
@@ -12,8 +11,9 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+import anyio
 import pytest
-from helpers import abstract_name, needs_ipv6
+from helpers import abstract_name, needs_ipv6, tasks, wait_for
 
 import asock
 
@@ -28,23 +28,29 @@ async def _exchange(a: asock.socket, b: asock.socket) -> None:
             await src.sendall(BULK)
             src.shutdown(stdlib.SHUT_WR)
 
-        sender = asyncio.create_task(send())
         chunks = []
-        while data := await dst.recv(65536):
-            chunks.append(data)
-        await sender
+        async with tasks() as tg:
+            sender = tg.spawn(send)
+            while data := await dst.recv(65536):
+                chunks.append(data)
+            await sender
         return b"".join(chunks)
 
-    there, back = await asyncio.wait_for(asyncio.gather(pump(a, b), pump(b, a)), 30)
-    assert there == BULK and back == BULK
+    with anyio.fail_after(30):
+        async with tasks() as tg:
+            there = tg.spawn(pump, a, b)
+            back = tg.spawn(pump, b, a)
+            assert await there == BULK
+            assert await back == BULK
 
 
 async def _connected_pair(listener: asock.socket, family: int) -> tuple[asock.socket, asock.socket]:
     client = asock.socket(family, stdlib.SOCK_STREAM)
     try:
-        accepting = asyncio.create_task(listener.accept())
-        await client.connect(listener.getsockname())
-        conn, address = await accepting
+        async with tasks() as tg:
+            accepting = tg.spawn(listener.accept)
+            await client.connect(listener.getsockname())
+            conn, address = await accepting
     except BaseException:
         client.close()
         raise
@@ -94,15 +100,16 @@ async def test_udp_sendto_recvfrom(family: int, host: str) -> None:
     with asock.socket(family, stdlib.SOCK_DGRAM) as a, asock.socket(family, stdlib.SOCK_DGRAM) as b:
         a.bind((host, 0))
         b.bind((host, 0))
-        waiting = asyncio.create_task(b.recvfrom(2048))
-        await asyncio.sleep(0.01)
-        assert await a.sendto(b"ping", b.getsockname()) == 4
-        data, address = await asyncio.wait_for(waiting, 5)
+        async with tasks() as tg:
+            waiting = tg.spawn(b.recvfrom, 2048)
+            await anyio.sleep(0.01)
+            assert await a.sendto(b"ping", b.getsockname()) == 4
+            data, address = await wait_for(waiting, 5)
         assert (data, address) == (b"ping", a.getsockname())
         # Reply with the flags form, receive into a buffer.
         assert await b.sendto(b"pong!", 0, address) == 5
         buf = bytearray(16)
-        n, source = await asyncio.wait_for(a.recvfrom_into(buf), 5)
+        n, source = await wait_for(a.recvfrom_into(buf), 5)
         assert (bytes(buf[:n]), source) == (b"pong!", b.getsockname())
         # Datagram boundaries are kept: a short buffer truncates one datagram.
         await a.sendto(b"0123456789", b.getsockname())
@@ -117,7 +124,7 @@ async def test_udp_sendto_resolves_names_off_the_loop() -> None:
         b.bind(("127.0.0.1", 0))
         port = b.getsockname()[1]
         await a.sendto(b"by name", ("localhost", port))
-        data, _ = await asyncio.wait_for(b.recvfrom(100), 5)
+        data, _ = await wait_for(b.recvfrom(100), 5)
         assert data == b"by name"
 
 
@@ -127,7 +134,7 @@ async def test_fd_passing() -> None:
         file.write(b"shared contents")
         file.flush()
         assert await asock.send_fds(a, [b"here", b" you go"], [file.fileno(), file.fileno()]) == 11
-        data, fds, msg_flags, _ = await asyncio.wait_for(asock.recv_fds(b, 100, 4), 5)
+        data, fds, msg_flags, _ = await wait_for(asock.recv_fds(b, 100, 4), 5)
         try:
             assert data == b"here you go"
             assert len(fds) == 2 and msg_flags == 0
@@ -146,11 +153,12 @@ async def test_fd_passing_waits_for_the_message() -> None:
     with a, b:
         r, w = os.pipe()
         try:
-            receiving = asyncio.create_task(asock.recv_fds(b, 10, 1))
-            await asyncio.sleep(0.01)
-            assert not receiving.done()
-            await asock.send_fds(a, [b"p"], [w])
-            data, fds, _, _ = await asyncio.wait_for(receiving, 5)
+            async with tasks() as tg:
+                receiving = tg.spawn(asock.recv_fds, b, 10, 1)
+                await anyio.sleep(0.01)
+                assert not receiving.done()
+                await asock.send_fds(a, [b"p"], [w])
+                data, fds, _, _ = await wait_for(receiving, 5)
             assert data == b"p" and len(fds) == 1
             os.write(fds[0], b"through the passed fd")
             os.close(fds[0])
@@ -191,10 +199,11 @@ async def test_sendfile_over_tcp(big_file: str, offset: int, count: int | None) 
     with asock.create_server(("127.0.0.1", 0)) as server:
         client, conn = await _connected_pair(server, stdlib.AF_INET)
         with client, conn, open(big_file, "rb") as file:
-            receiving = asyncio.create_task(_receive_all(conn))
-            sent = await asyncio.wait_for(client.sendfile(file, offset, count), 30)
-            client.shutdown(stdlib.SHUT_WR)
-            got = await asyncio.wait_for(receiving, 30)
+            async with tasks() as tg:
+                receiving = tg.spawn(_receive_all, conn)
+                sent = await wait_for(client.sendfile(file, offset, count), 30)
+                client.shutdown(stdlib.SHUT_WR)
+                got = await wait_for(receiving, 30)
             assert sent == len(expected)
             assert hashlib.sha256(got).hexdigest() == hashlib.sha256(expected).hexdigest()
             assert file.tell() == offset + sent  # the stdlib's rule for the file position
@@ -204,11 +213,12 @@ async def test_sendfile_falls_back_for_non_regular_files() -> None:
     data = os.urandom(300_000)
     a, b = asock.socketpair()
     with a, b:
-        receiving = asyncio.create_task(_receive_all(b))
-        file = io.BytesIO(data)
-        assert await asyncio.wait_for(a.sendfile(file, 5), 30) == len(data) - 5
-        a.shutdown(stdlib.SHUT_WR)
-        assert await asyncio.wait_for(receiving, 30) == data[5:]
+        async with tasks() as tg:
+            receiving = tg.spawn(_receive_all, b)
+            file = io.BytesIO(data)
+            assert await wait_for(a.sendfile(file, 5), 30) == len(data) - 5
+            a.shutdown(stdlib.SHUT_WR)
+            assert await wait_for(receiving, 30) == data[5:]
         assert file.tell() == len(data)
 
 
@@ -330,10 +340,11 @@ async def test_receive_flags_and_sizes() -> None:
     a, b = asock.socketpair()
     with a, b:
         # A peek that has to wait first still leaves the data in place.
-        peeking = asyncio.create_task(a.recv(3, stdlib.MSG_PEEK))
-        await asyncio.sleep(0.01)
-        await b.sendall(b"abcdefgh")
-        assert await asyncio.wait_for(peeking, 5) == b"abc"
+        async with tasks() as tg:
+            peeking = tg.spawn(a.recv, 3, stdlib.MSG_PEEK)
+            await anyio.sleep(0.01)
+            await b.sendall(b"abcdefgh")
+            assert await wait_for(peeking, 5) == b"abc"
         buf = bytearray(10)
         assert await a.recv_into(buf, 2) == 2 and buf[:2] == b"ab"
         data, _ = await a.recvfrom(2, stdlib.MSG_PEEK)
@@ -355,7 +366,7 @@ async def test_send_flags_are_passed_on() -> None:
         with conn:
             await client.sendall(b"normal")
             assert await client.send(b"!", stdlib.MSG_OOB) == 1
-            await asyncio.sleep(0.05)
+            await anyio.sleep(0.05)
             assert await conn.recv(1, stdlib.MSG_OOB) == b"!"
             assert await conn.recv(100) == b"normal"
             # sendmsg passes its flags on too.
@@ -367,12 +378,12 @@ async def test_msg_dontwait_does_not_wait() -> None:
     a, b = asock.socketpair()
     with a, b:
         with pytest.raises(BlockingIOError):
-            await asyncio.wait_for(a.recv(1, stdlib.MSG_DONTWAIT), 1)
+            await wait_for(a.recv(1, stdlib.MSG_DONTWAIT), 1)
         # Also after a drained read, when receives otherwise wait first.
         await b.sendall(b"x")
         assert await a.recv(10) == b"x"
         with pytest.raises(BlockingIOError):
-            await asyncio.wait_for(a.recv(1, stdlib.MSG_DONTWAIT), 1)
+            await wait_for(a.recv(1, stdlib.MSG_DONTWAIT), 1)
         a.setsockopt(stdlib.SOL_SOCKET, stdlib.SO_SNDBUF, 4096)
         with pytest.raises(BlockingIOError):
-            await asyncio.wait_for(a.sendall(b"y" * (1 << 22), stdlib.MSG_DONTWAIT), 1)
+            await wait_for(a.sendall(b"y" * (1 << 22), stdlib.MSG_DONTWAIT), 1)

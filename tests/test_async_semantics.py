@@ -19,9 +19,22 @@ import textwrap
 from collections.abc import Iterator
 from typing import Any
 
+import anyio
+import anyio.to_thread
 import pytest
 from conftest import LOOPS
-from helpers import Reader, bytes_sent, fill_send_buffer, settle, wrap
+from helpers import (
+    Reader,
+    backend,
+    bytes_sent,
+    cancelled_exc,
+    fill_send_buffer,
+    settle,
+    tasks,
+    ticks,
+    wait_for,
+    wrap,
+)
 
 import asock
 
@@ -51,7 +64,16 @@ async def _sendfile(sock: asock.socket, file: Any) -> None:
 SENDERS = {"sendall": (_sendall, 0), "sendfile": (_sendfile, 1000)}
 
 
-@pytest.mark.parametrize("how", ["timeout", "cancel", "wait_for"])
+@pytest.mark.parametrize(
+    "how",
+    [
+        "timeout",
+        "cancel",
+        "deadline",
+        # asyncio.wait_for's TimeoutError, chained to the cancellation that carries bytes_sent.
+        pytest.param("wait_for", marks=pytest.mark.asyncio_only),
+    ],
+)
 @pytest.mark.parametrize("name", list(SENDERS))
 async def test_bytes_sent_is_what_the_peer_gets(name: str, how: str) -> None:
     send, offset = SENDERS[name]
@@ -68,12 +90,16 @@ async def test_bytes_sent_is_what_the_peer_gets(name: str, how: str) -> None:
                 await send(sock, file)
             assert str(info.value) == "timed out"
         elif how == "cancel":
-            task = asyncio.create_task(send(sock, file))
-            await asyncio.to_thread(first.join, 20)
-            await settle(task)
-            task.cancel()
-            with pytest.raises(asyncio.CancelledError) as info:
-                await task
+            async with tasks() as tg:
+                task = tg.spawn(send, sock, file)
+                await anyio.to_thread.run_sync(first.join, 20)
+                await settle(task)
+                task.cancel()
+                with pytest.raises(cancelled_exc()) as info:
+                    await task
+        elif how == "deadline":
+            with pytest.raises(TimeoutError) as info, anyio.fail_after(0.5):
+                await send(sock, file)
         else:
             with pytest.raises(asyncio.TimeoutError) as info:
                 await asyncio.wait_for(send(sock, file), 0.5)
@@ -101,15 +127,16 @@ async def test_sendall_timeout_covers_the_whole_call() -> None:
             while not stop:
                 with contextlib.suppress(BlockingIOError):
                     peer.recv(1024)
-                await asyncio.sleep(0.01)
+                await anyio.sleep(0.01)
 
-        reader = asyncio.create_task(trickle())
-        try:
-            with pytest.raises(TimeoutError) as info:
-                await sock.sendall(PAYLOAD)
-        finally:
-            stop = True
-            await reader
+        async with tasks() as tg:
+            reader = tg.spawn(trickle)
+            try:
+                with pytest.raises(TimeoutError) as info:
+                    await sock.sendall(PAYLOAD)
+            finally:
+                stop = True
+                await reader
         assert 0 < bytes_sent(info.value) < len(PAYLOAD)
 
 
@@ -127,10 +154,11 @@ async def test_fast_reader_lets_other_tasks_run() -> None:
         async def other() -> None:
             ran_at.append(got)
 
-        task = asyncio.create_task(other())
-        while got < total:
-            got += len(await a.recv(100))
-        await task
+        async with tasks() as tg:
+            task = tg.spawn(other)
+            while got < total:
+                got += len(await a.recv(100))
+            await task
         assert ran_at and ran_at[0] < total, "the reader starved the other task"
 
 
@@ -148,11 +176,12 @@ async def test_fast_writer_lets_other_tasks_run() -> None:
         async def other() -> None:
             ran_at.append(sent)
 
-        task = asyncio.create_task(other())
-        while not ran_at and sent < 100_000:
-            await a.sendall(b"y")
-            sent += 1
-        await task
+        async with tasks() as tg:
+            task = tg.spawn(other)
+            while not ran_at and sent < 100_000:
+                await a.sendall(b"y")
+                sent += 1
+            await task
         assert ran_at and ran_at[0] < 100_000, "the writer starved the other task"
         assert b.recv(10) == b"y"
 
@@ -160,24 +189,25 @@ async def test_fast_writer_lets_other_tasks_run() -> None:
 async def test_busy_is_per_direction_and_across_operations() -> None:
     a, b = asock.socketpair()
     with a, b:
-        receiving = asyncio.create_task(a.recv(10))
-        await settle(receiving)
-        # The message names both the refused call and the one in progress.
-        with pytest.raises(asock.BusyError, match=r"recvmsg_into\(\).*waiting in recv\(\) to receive"):
-            await a.recvmsg_into([bytearray(4)])
-        # The other direction is free: a waiting reader does not block a send.
-        await a.sendall(b"ping")
-        assert await b.recv(10) == b"ping"
-        await fill_send_buffer(a)
-        sending = asyncio.create_task(a.sendall(b"x" * 1000))
-        await settle(sending)
-        with pytest.raises(asock.BusyError, match=r"sendmsg\(\).*waiting in sendall\(\) to send"):
-            await a.sendmsg([b"y"])
-        await b.sendall(b"pong")
-        assert await asyncio.wait_for(receiving, 5) == b"pong"
-        sending.cancel()
-        with pytest.raises(asyncio.CancelledError):
-            await sending
+        async with tasks() as tg:
+            receiving = tg.spawn(a.recv, 10)
+            await settle(receiving)
+            # The message names both the refused call and the one in progress.
+            with pytest.raises(asock.BusyError, match=r"recvmsg_into\(\).*waiting in recv\(\) to receive"):
+                await a.recvmsg_into([bytearray(4)])
+            # The other direction is free: a waiting reader does not block a send.
+            await a.sendall(b"ping")
+            assert await b.recv(10) == b"ping"
+            await fill_send_buffer(a)
+            sending = tg.spawn(a.sendall, b"x" * 1000)
+            await settle(sending)
+            with pytest.raises(asock.BusyError, match=r"sendmsg\(\).*waiting in sendall\(\) to send"):
+                await a.sendmsg([b"y"])
+            await b.sendall(b"pong")
+            assert await wait_for(receiving, 5) == b"pong"
+            sending.cancel()
+            with pytest.raises(cancelled_exc()):
+                await sending
 
 
 # -- close ---------------------------------------------------------------------
@@ -220,25 +250,50 @@ def test_plain_call_on_closed_socket_is_ebadf(name: str, args: tuple[Any, ...]) 
     assert str(info.value) == str(expected.value)
 
 
-async def test_close_unregisters_the_descriptor() -> None:
+def _default_loop() -> asyncio.BaseEventLoop | None:
+    """The running loop if it is asyncio's default one (whose selector can be asked about a descriptor)."""
+    if backend() != "asyncio":
+        return None
     loop = asyncio.get_running_loop()
+    return loop if isinstance(loop, asyncio.BaseEventLoop) else None
+
+
+def _trio_waits() -> tuple[int, int] | None:
+    """Under trio, how many tasks wait to read and to write (trio's own statistics; trio
+    waits on a descriptor of its own too), else None."""
+    if backend() != "trio":
+        return None
+    import trio
+
+    io = trio.lowlevel.current_statistics().io_statistics
+    return io.tasks_waiting_read, io.tasks_waiting_write
+
+
+async def test_close_unregisters_the_descriptor() -> None:
     a, b = asock.socketpair()
+    waits = _trio_waits()
     with b:
         fd = a.fileno()
-        reader = asyncio.create_task(a.recv(10))
-        await fill_send_buffer(a)
-        writer = asyncio.create_task(a.send(b"z"))
-        await settle(reader, writer)
-        a.close()
-        for task in (reader, writer):
-            with pytest.raises(OSError) as info:
-                await task
-            assert info.value.errno == errno.EBADF
+        async with tasks() as tg:
+            reader = tg.spawn(a.recv, 10)
+            await fill_send_buffer(a)
+            writer = tg.spawn(a.send, b"z")
+            await settle(reader, writer)
+            a.close()
+            for task in (reader, writer):
+                with pytest.raises(OSError) as info:
+                    await task
+                assert info.value.errno == errno.EBADF
         # Nothing of the old socket is left in the loop's selector (only the
-        # default loop reports whether there was something to remove).
-        if isinstance(loop, asyncio.BaseEventLoop):
+        # default loop reports whether there was something to remove).  Under
+        # trio, no wait of it is left in trio's I/O manager: trio's count of
+        # waiting tasks is back where it was (that trio is told before the
+        # descriptor closes: test_unregistered_before_os_close_trio).
+        loop = _default_loop()
+        if loop is not None:
             assert loop.remove_reader(fd) is False
             assert loop.remove_writer(fd) is False
+        assert _trio_waits() == waits
 
 
 async def test_reused_descriptor_gets_no_stale_events() -> None:
@@ -246,27 +301,32 @@ async def test_reused_descriptor_gets_no_stale_events() -> None:
     keep = a.dup()  # keeps the old open file alive after close
     with b, keep:
         old_fd = a.fileno()
-        waiter = asyncio.create_task(a.recv(10))
-        await settle(waiter)
-        a.close()
-        with pytest.raises(OSError):
-            await waiter
+        async with tasks() as tg:
+            waiter = tg.spawn(a.recv, 10)
+            await settle(waiter)
+            a.close()
+            with pytest.raises(OSError):
+                await waiter
         c, d = asock.socketpair()
         with c, d:
             if old_fd not in (c.fileno(), d.fileno()):
                 pytest.skip("the kernel did not reuse the descriptor number")
             new = c if c.fileno() == old_fd else d
             other = d if new is c else c
-            fresh = asyncio.create_task(new.recv(10))
-            await settle(fresh)
-            b._sock.sendall(b"old")  # readable on the old open file only
-            await asyncio.sleep(0.05)
-            assert not fresh.done(), "the new socket's waiter fired on the old socket's event"
-            await other.sendall(b"new")
-            assert await asyncio.wait_for(fresh, 5) == b"new"
+            async with tasks() as tg:
+                fresh = tg.spawn(new.recv, 10)
+                await settle(fresh)
+                b._sock.sendall(b"old")  # readable on the old open file only
+                await anyio.sleep(0.05)
+                assert not fresh.done(), "the new socket's waiter fired on the old socket's event"
+                await other.sendall(b"new")
+                assert await wait_for(fresh, 5) == b"new"
         assert keep._sock.recv(10) == b"old"
 
 
+# asyncio_only: under trio, asock keeps no registration between waits (each
+# wait is trio's own wait_readable / wait_writable), so trio has none to drop.
+@pytest.mark.asyncio_only
 @pytest.mark.parametrize("drained", [False, True], ids=["try-first", "wait-first"])
 async def test_registration_dropped_by_the_loop_is_renewed(drained: bool) -> None:
     """A watch the loop lets go of on its own (uvloop does after POLLERR) is
@@ -289,6 +349,7 @@ async def test_registration_dropped_by_the_loop_is_renewed(drained: bool) -> Non
         assert await asyncio.wait_for(second, 5) == b"2"
 
 
+@pytest.mark.asyncio_only  # the default loop's remove_reader; trio: the test below
 async def test_unregistered_before_os_close(monkeypatch: pytest.MonkeyPatch) -> None:
     loop = asyncio.get_running_loop()
     if not isinstance(loop, asyncio.BaseEventLoop):
@@ -315,31 +376,72 @@ async def test_unregistered_before_os_close(monkeypatch: pytest.MonkeyPatch) -> 
     assert states and all(states), "the descriptor was closed before it left the selector"
 
 
-async def test_detach_wakes_waiters() -> None:
-    loop = asyncio.get_running_loop()
+async def test_unregistered_before_os_close_trio(monkeypatch: pytest.MonkeyPatch) -> None:
+    """trio's counterpart of the test above: trio is told a descriptor is
+    closing (``trio.lowlevel.notify_closing``, which wakes its waiters and
+    drops it from trio's epoll set) while the descriptor is still open."""
+    if backend() != "trio":
+        pytest.skip("trio's counterpart of test_unregistered_before_os_close")
+    import trio
+
+    states: list[bool] = []
+    original = trio.lowlevel.notify_closing
+
+    def notify_closing(fd: Any) -> None:
+        try:
+            os.fstat(fd)
+            states.append(True)
+        except OSError:
+            states.append(False)
+        original(fd)
+
+    monkeypatch.setattr(trio.lowlevel, "notify_closing", notify_closing)
     a, b = asock.socketpair()
     with b:
-        waiter = asyncio.create_task(a.recv(10))
-        await settle(waiter)
-        fd = a.detach()
-        try:
-            await asyncio.sleep(0)
-            await asyncio.sleep(0)
-            assert waiter.done()
-            with pytest.raises(OSError) as info:
-                waiter.result()
-            assert info.value.errno == errno.EBADF
-            assert a.fileno() == -1
-            if isinstance(loop, asyncio.BaseEventLoop):
-                assert loop.remove_reader(fd) is False
-            # The descriptor itself is intact and still connected.
-            with asock.socket(fileno=fd) as again:
-                fd = -1
-                await b.sendall(b"hi")
-                assert await again.recv(10) == b"hi"
-        finally:
-            if fd >= 0:
-                os.close(fd)
+        async with tasks() as tg:
+            waiter = tg.spawn(a.recv, 10)
+            await settle(waiter)
+            a.close()
+            with pytest.raises(OSError):
+                await waiter
+    assert states and all(states), "the descriptor was closed before trio was told"
+
+
+async def test_detach_wakes_waiters() -> None:
+    a, b = asock.socketpair()
+    waits = _trio_waits()
+    with b:
+        async with tasks() as tg:
+            waiter = tg.spawn(a.recv, 10)
+            await settle(waiter)
+            fd = a.detach()
+            try:
+                # Two loop iterations: one to wake the waiter, one for it to
+                # run.  Under trio too: detach() has trio reschedule the waiter
+                # at once, and it runs in the next batch whatever the order.
+                await ticks(2)
+                assert waiter.done()
+                with pytest.raises(OSError) as info:
+                    waiter.result()
+                assert info.value.errno == errno.EBADF
+                assert a.fileno() == -1
+                loop = _default_loop()
+                if loop is not None:
+                    assert loop.remove_reader(fd) is False
+                assert _trio_waits() == waits
+                # The descriptor itself is intact and still connected, and can
+                # be waited on anew.
+                with asock.socket(fileno=fd) as again:
+                    fd = -1
+                    await b.sendall(b"hi")
+                    assert await again.recv(10) == b"hi"
+                    receiving = tg.spawn(again.recv, 10)
+                    await settle(receiving)
+                    await b.sendall(b"again")
+                    assert await wait_for(receiving, 5) == b"again"
+            finally:
+                if fd >= 0:
+                    os.close(fd)
 
 
 async def test_async_with_closes() -> None:
@@ -351,22 +453,40 @@ async def test_async_with_closes() -> None:
 # -- loops ---------------------------------------------------------------------
 
 
-async def test_second_live_loop_is_refused() -> None:
+def _run_in_new(runner: str, fn: Any, *args: Any) -> Any:
+    """``fn(*args)`` in a new event loop of its own: asyncio's (``asyncio.run``) or a trio run."""
+    if runner == "asyncio":
+        return asyncio.run(fn(*args))
+    import trio
+
+    return trio.run(fn, *args)
+
+
+#: The event loops a socket can be used from besides the test's own.
+RUNNERS = ["asyncio", "trio"]
+
+
+@pytest.mark.parametrize("second", RUNNERS)
+async def test_second_live_loop_is_refused(second: str) -> None:
+    # Bound to the test's loop (on each backend), used from another one that
+    # runs in another thread meanwhile: an asyncio loop or a trio run.  Under
+    # trio with a second trio run, that is two trio runs in two threads.
     a, b = asock.socketpair()
     with a, b:
-        waiter = asyncio.create_task(a.recv(1))
-        await settle(waiter)  # waited on this (running) loop: bound to it
-        await b.sendall(b"1")
-        assert await waiter == b"1"
+        async with tasks() as tg:
+            waiter = tg.spawn(a.recv, 1)
+            await settle(waiter)  # waited on this (running) loop: bound to it
+            await b.sendall(b"1")
+            assert await waiter == b"1"
 
         def elsewhere() -> None:
             async def use() -> None:
                 await a.recv(1)
 
-            asyncio.run(use())
+            _run_in_new(second, use)
 
         with pytest.raises(RuntimeError, match="bound to event loop") as info:
-            await asyncio.to_thread(elsewhere)
+            await anyio.to_thread.run_sync(elsewhere)
         assert not isinstance(info.value, asock.BusyError)
         # Still fine on its own loop.
         await b.sendall(b"2")
@@ -377,8 +497,8 @@ async def test_second_live_loop_is_refused() -> None:
 @pytest.mark.parametrize("call", ["recv", "sendall"])
 def test_open_loop_of_the_same_thread_is_refused(first_loop: str, call: str) -> None:
     """Bound to a loop that is open but not running, in this very thread: another
-    loop is refused, including on paths that never wait (recv with data there,
-    a sendall that fits)."""
+    loop (or a trio run) is refused, including on paths that never wait (recv
+    with data there, a sendall that fits)."""
     a, b = asock.socketpair()
     first = LOOPS[first_loop]()
     try:
@@ -399,6 +519,9 @@ def test_open_loop_of_the_same_thread_is_refused(first_loop: str, call: str) -> 
             for other in LOOPS.values():
                 with pytest.raises(RuntimeError, match="bound to event loop"):
                     _run_on(other, use())
+            # A trio run in this thread meanwhile is refused too.
+            with pytest.raises(RuntimeError, match="bound to event loop"):
+                _run_in_new("trio", use)
             assert first.run_until_complete(a.recv(1)) == b"2"  # nothing was consumed
             first.run_until_complete(a.sendall(b"y"))
             assert b._sock.recv(1) == b"y"
@@ -415,16 +538,18 @@ def _run_on(factory: Any, coro: Any) -> Any:
         loop.close()
 
 
-async def test_socket_moves_on_after_its_loop_closed() -> None:
+@pytest.mark.parametrize("first", RUNNERS)
+async def test_socket_moves_on_after_its_loop_closed(first: str) -> None:
     a, b = asock.socketpair()
     with a, b:
         b._sock.sendall(b"1")
-        # The first loop, driven manually in a thread, then closed.
-        assert await asyncio.to_thread(asyncio.run, a.recv(1)) == b"1"
-        waiter = asyncio.create_task(a.recv(1))
-        await settle(waiter)
-        await b.sendall(b"2")
-        assert await waiter == b"2"
+        # The first loop (an asyncio loop, or a trio run), run in a thread, then closed.
+        assert await anyio.to_thread.run_sync(_run_in_new, first, a.recv, 1) == b"1"
+        async with tasks() as tg:
+            waiter = tg.spawn(a.recv, 1)
+            await settle(waiter)
+            await b.sendall(b"2")
+            assert await waiter == b"2"
 
 
 # -- errors --------------------------------------------------------------------
@@ -462,12 +587,13 @@ async def test_broken_pipe(call: str) -> None:
         assert info.value.errno == errno.EPIPE
 
 
-def test_broken_pipe_does_not_kill_with_sigpipe() -> None:
+@pytest.mark.parametrize("runner", RUNNERS)
+def test_broken_pipe_does_not_kill_with_sigpipe(runner: str) -> None:
     # Python ignores SIGPIPE at start-up, but programs that restore the
     # default (command-line tools do) must still get BrokenPipeError.
     program = textwrap.dedent(
         """
-        import asyncio, signal, asock
+        import signal, asock
         signal.signal(signal.SIGPIPE, signal.SIG_DFL)
         async def main():
             a, b = asock.socketpair()
@@ -478,9 +604,8 @@ def test_broken_pipe_does_not_kill_with_sigpipe() -> None:
                 except BrokenPipeError:
                     print("BrokenPipeError")
             a.close()
-        asyncio.run(main())
         """
-    )
+    ) + ("import asyncio; asyncio.run(main())\n" if runner == "asyncio" else "import trio; trio.run(main)\n")
     done = subprocess.run(
         [sys.executable, "-c", program], capture_output=True, text=True, timeout=30, cwd=os.getcwd()
     )
@@ -621,6 +746,7 @@ def test_pickling_refused_like_the_stdlib() -> None:
     assert str(info.value) == str(expected.value)
 
 
+@pytest.mark.asyncio_only  # about asyncio's loop.sock_* methods
 async def test_needs_none_of_the_loops_sock_methods(monkeypatch: pytest.MonkeyPatch, tmp_path: Any) -> None:
     # uvloop lacks several loop.sock_* methods; asock must work without any.
     loop = asyncio.get_running_loop()

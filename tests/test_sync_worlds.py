@@ -1,17 +1,19 @@
 """Moving a connection between the sync facade and the async socket and back.
 
-The async tests run on the default loop and on uvloop (tests/conftest.py).
+The async tests run on every backend the suite runs (tests/conftest.py).
 A sync socket waiting in another thread must not block the loop, so the sync
 side of each exchange runs in a worker thread.
 """
 
 from __future__ import annotations
 
-import asyncio
 import fcntl
 import os
 
+import anyio
+import anyio.to_thread
 import pytest
+from helpers import tasks, wait_for
 
 import asock
 import asock.sync
@@ -34,9 +36,10 @@ async def test_sync_to_async_and_back() -> None:
             assert a.gettimeout() is None  # the default mode, as for any new socket
             assert await a.recv(100) == b"queued before the move"
             # The sync peer answers from a thread while the loop waits.
-            reply = asyncio.get_running_loop().run_in_executor(None, s2.sendall, b"from sync")
-            assert await asyncio.wait_for(a.recv(100), 10) == b"from sync"
-            await reply
+            async with tasks() as tg:
+                reply = tg.spawn(anyio.to_thread.run_sync, s2.sendall, b"from sync")
+                assert await wait_for(a.recv(100), 10) == b"from sync"
+                await reply
             await a.sendall(b"from async")
             assert s2.recv(100) == b"from async"
             back = asock.sync.socket(fileno=a.detach())
@@ -66,7 +69,7 @@ async def test_listener_moves_and_accepts_in_the_other_world() -> None:
                 sync_conn.settimeout(5)
                 assert sync_conn.recv(10) == b"ping"
                 sync_conn.sendall(b"pong")
-                assert await asyncio.wait_for(client.recv(10), 10) == b"pong"
+                assert await wait_for(client.recv(10), 10) == b"pong"
 
 
 async def test_fromfd_across_worlds_keeps_both_usable() -> None:

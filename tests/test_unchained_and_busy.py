@@ -20,7 +20,6 @@ take it.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import errno
 import os
@@ -32,8 +31,22 @@ from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
+import anyio
+import anyio.lowlevel
+import anyio.to_thread
 import pytest
-from helpers import Reader, abstract_name, full_backlog_listener, settle
+from helpers import (
+    Reader,
+    Task,
+    Tasks,
+    abstract_name,
+    backend,
+    cancelled_exc,
+    full_backlog_listener,
+    settle,
+    tasks,
+    wait_for,
+)
 
 import asock
 import asock.sync
@@ -415,6 +428,57 @@ def drain_some(peer: stdlib.socket, sock: asock.socket) -> bytes:
     return b"".join(chunks)
 
 
+# -- the moment a waiter was woken but has not run yet ----------------------------
+#
+# On asyncio the wake-up is the waiter's future completing, a loop iteration
+# before its task's next step: the test spins until the future is done and is
+# then in that moment, every time.  trio has no such future: a waiter is a
+# task parked in trio's wait, which trio reschedules when the descriptor is
+# ready and runs in the next batch, in an order trio randomizes within the
+# batch.  The moment is seen there through the parked task's
+# ``custom_sleep_data``, which trio sets to None when it reschedules a task:
+# rescheduled while the waiter's stand-in is not done yet means woken, not yet
+# run.  About half the time trio runs the waiter before the test's task, and
+# the moment has passed by then; the caller then sets it up anew (a fresh
+# round), so that the refusal is checked in the moment itself.
+
+#: Rounds of setting up the moment on trio before giving up (each catches it with probability 1/2).
+WOKEN_ROUNDS = 30
+
+
+class Parked:
+    """A task started with ``start`` and parked in an asock wait, seen from the test."""
+
+    def __init__(self) -> None:
+        self.trio_task: Any = None  # the trio task running it, under trio
+
+    def start(self, tg: Tasks, fn: Callable[..., Awaitable[Any]], *args: Any) -> Task:
+        async def noting_its_task() -> Any:
+            if backend() == "trio":
+                import trio
+
+                self.trio_task = trio.lowlevel.current_task()
+            return await fn(*args)
+
+        return tg.spawn(noting_its_task)
+
+    async def until_woken(self, waiter: Any) -> bool:
+        """Run the loop until ``waiter`` (the socket's ``_reader`` or ``_writer``,
+        taken while the task is parked) is woken; True if its task has not run
+        since (always, on asyncio), False if trio ran it first."""
+        assert waiter is not None and not waiter.done()
+        if self.trio_task is None:  # asyncio: the future is done a step before the task runs
+            while not waiter.done():
+                await anyio.lowlevel.checkpoint()
+            return True
+        parked = object()
+        self.trio_task.custom_sleep_data = parked
+        with anyio.fail_after(10):
+            while self.trio_task.custom_sleep_data is parked:
+                await anyio.lowlevel.checkpoint()
+        return not waiter.done()
+
+
 @pytest.mark.parametrize("moment", ["waiting", "room", "woken"])
 @pytest.mark.parametrize("second", list(SENDS))
 @pytest.mark.parametrize("first", ["sendall", "sendfile"])
@@ -424,37 +488,44 @@ async def test_send_during_another_tasks_send_is_busy(first: str, second: str, m
         big.seek(0)
         small.write(SECOND)
         small.seek(0)
-        sending: asyncio.Task[Any]
-        if first == "sendall":
-            sending = asyncio.create_task(a.sendall(b"A" * TOTAL))
-        else:
-            sending = asyncio.create_task(a.sendfile(big))
-        await settle(sending)
-        head = b""
-        if moment in ("room", "woken"):
-            # The kernel has room now: the refusal cannot come from the kernel.
-            head = drain_some(peer, a)
-        if moment == "woken":
-            # The first send's wait is over (its future is done) but its task
-            # has not run again yet: the send is still in progress.
-            woken = a._writer
-            assert woken is not None
-            while not woken.done():
-                await asyncio.sleep(0)
-            assert a._writer is woken and not sending.done()
-        # The message names the refused call and the one in progress.
-        with pytest.raises(asock.BusyError, match=rf"^{second}\(\) .* waiting in {first}\(\) to send"):
-            await SENDS[second](a, address, small)
-        assert small.tell() == 0
-        assert not sending.done()
-        # The peer reads everything; the first send completes normally.
-        reader = Reader(peer)
-        assert await asyncio.wait_for(sending, 30) == (TOTAL if first == "sendfile" else None)
+        async with tasks() as tg:
+            parked = Parked()
+            if first == "sendall":
+                sending = parked.start(tg, a.sendall, b"A" * TOTAL)
+            else:
+                sending = parked.start(tg, a.sendfile, big)
+            await settle(sending)
+            head = b""
+            for _ in range(WOKEN_ROUNDS):
+                if moment in ("room", "woken"):
+                    # The kernel has room now: the refusal cannot come from the kernel.
+                    head += drain_some(peer, a)
+                if moment != "woken":
+                    break
+                # The first send's wait is over (its future is done; under trio,
+                # trio has rescheduled its task) but its task has not run again
+                # yet: the send is still in progress.
+                woken = a._writer
+                if await parked.until_woken(woken):
+                    assert a._writer is woken and not sending.done()
+                    break
+                # (trio ran the send first: it filled the room and waits again.)
+                await settle(sending)
+            else:
+                pytest.fail(f"never saw the send woken but not yet run in {WOKEN_ROUNDS} rounds")
+            # The message names the refused call and the one in progress.
+            with pytest.raises(asock.BusyError, match=rf"^{second}\(\) .* waiting in {first}\(\) to send"):
+                await SENDS[second](a, address, small)
+            assert small.tell() == 0
+            assert not sending.done()
+            # The peer reads everything; the first send completes normally.
+            reader = Reader(peer)
+            assert await wait_for(sending, 30) == (TOTAL if first == "sendfile" else None)
         # Now a send works, after every byte of the first.
         sent = await SENDS[second](a, address, small)
         assert sent == len(SECOND)
         a.shutdown(stdlib.SHUT_WR)
-        data = head + await asyncio.to_thread(reader.result)
+        data = head + await anyio.to_thread.run_sync(reader.result)
         assert len(data) == TOTAL + len(SECOND)
         assert data.count(b"B") == len(SECOND)
         assert data == b"A" * TOTAL + SECOND
@@ -464,44 +535,53 @@ async def test_connect_in_progress_makes_a_send_busy() -> None:
     with contextlib.ExitStack() as stack:
         address = full_backlog_listener(stack).getsockname()
         sock = stack.enter_context(asock.socket())
-        connecting = asyncio.create_task(sock.connect(address))
-        await settle(connecting)
-        with pytest.raises(asock.BusyError, match=r"^sendall\(\) .* waiting in connect\(\) to send"):
-            await sock.sendall(b"x")
-        connecting.cancel()
-        with pytest.raises(asyncio.CancelledError):
-            await connecting
+        async with tasks() as tg:
+            connecting = tg.spawn(sock.connect, address)
+            await settle(connecting)
+            with pytest.raises(asock.BusyError, match=r"^sendall\(\) .* waiting in connect\(\) to send"):
+                await sock.sendall(b"x")
+            connecting.cancel()
+            with pytest.raises(cancelled_exc()):
+                await connecting
 
 
 @pytest.mark.parametrize("moment", ["waiting", "woken"])
 async def test_receive_may_take_data_while_another_task_waits(moment: str) -> None:
     a, b = asock.socketpair()
     with a, b:
-        waiting = asyncio.create_task(a.recv(16))
-        await settle(waiting)
-        await b.sendall(b"first")
-        if moment == "woken":
-            woken = a._reader
-            assert woken is not None
-            while not woken.done():
-                await asyncio.sleep(0)
-            assert not waiting.done()
-        # Data is there: this receive takes it, without a BusyError.
-        assert await a.recv(16) == b"first"
-        # The waiting task keeps waiting, and gets what comes next.
-        await settle(waiting)
-        await b.sendall(b"second")
-        assert await asyncio.wait_for(waiting, 10) == b"second"
+        async with tasks() as tg:
+            for _ in range(WOKEN_ROUNDS):
+                parked = Parked()
+                waiting = parked.start(tg, a.recv, 16)
+                await settle(waiting)
+                await b.sendall(b"first")
+                if moment != "woken":
+                    break
+                # The waiting receive was woken but its task has not run again yet.
+                if await parked.until_woken(a._reader):
+                    assert not waiting.done()
+                    break
+                # (trio ran the waiting task first: it took the data; a fresh round.)
+                assert await wait_for(waiting, 10) == b"first"
+            else:
+                pytest.fail(f"never saw the receive woken but not yet run in {WOKEN_ROUNDS} rounds")
+            # Data is there: this receive takes it, without a BusyError.
+            assert await a.recv(16) == b"first"
+            # The waiting task keeps waiting, and gets what comes next.
+            await settle(waiting)
+            await b.sendall(b"second")
+            assert await wait_for(waiting, 10) == b"second"
 
 
 async def test_receive_in_the_other_direction_is_not_busy() -> None:
     # A send in progress does not stop a receive on the same socket.
     with tcp_pair() as (a, peer, _):
-        sending = asyncio.create_task(a.sendall(b"A" * TOTAL))
-        await settle(sending)
-        peer.sendall(b"hello")
-        assert await asyncio.wait_for(a.recv(16), 10) == b"hello"
-        reader = Reader(peer)
-        await asyncio.wait_for(sending, 30)
+        async with tasks() as tg:
+            sending = tg.spawn(a.sendall, b"A" * TOTAL)
+            await settle(sending)
+            peer.sendall(b"hello")
+            assert await wait_for(a.recv(16), 10) == b"hello"
+            reader = Reader(peer)
+            await wait_for(sending, 30)
         a.shutdown(stdlib.SHUT_WR)
-        assert await asyncio.to_thread(reader.result) == b"A" * TOTAL
+        assert await anyio.to_thread.run_sync(reader.result) == b"A" * TOTAL
