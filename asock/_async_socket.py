@@ -27,6 +27,7 @@ from . import _core
 from ._base import SocketBase
 from ._core import AGAIN, READ, WRITE, BusyError, attempt
 from ._resolve import resolve_address
+from ._running import trio_waiter
 
 __all__ = ["SocketType", "socket"]
 
@@ -46,6 +47,13 @@ _NOSIGNAL: int = getattr(_socket, "MSG_NOSIGNAL", 0)
 # Tells sendto(data, address) from sendto(data, flags, address) even when
 # the caller passes None as the address (which the stdlib rejects).
 _NO_ADDRESS: Any = object()
+# What _now returns when the general path (_io) must take over.
+_SLOW: Any = object()
+
+# The C type's receives, called unbound: no bound method to allocate per call
+# (and to keep alive while the call waits).
+_c_recv = _socket.socket.recv
+_c_recv_into = _socket.socket.recv_into
 
 # Before Python 3.12, looking up the running loop costs a getpid() syscall
 # (a fork-safety check, gh-100363): twice per request in an echo server, a
@@ -208,13 +216,9 @@ class _TrioRun:
 
 
 def _trio_run() -> _TrioRun | None:
-    """The trio run the calling task is in, or None (trio is never imported here)."""
-    if "trio" not in sys.modules:
-        return None
-    from . import _trio
-
-    token = _trio.current_token()
-    return None if token is None else _TrioRun(token)
+    """The trio run the calling task is in, or None."""
+    trio = trio_waiter()
+    return None if trio is None else _TrioRun(trio.current_token())
 
 
 def _waiting(*waiters: Any) -> bool:
@@ -394,6 +398,41 @@ class socket(SocketBase):
             if self._writing is call:
                 self._writing = None
 
+    def _now(self, flags: int, first: bool, call: Callable[..., T], args: tuple[Any, ...]) -> Any:
+        """A receive's hot path, run in the receiving coroutine's own frame.
+
+        Returns the result; or ``AGAIN`` once the read waiter is armed (the
+        caller awaits ``self._reader``, then calls again: readiness is a hint,
+        the syscall decides); or ``_SLOW`` where ``_io`` takes over: under
+        trio, in timeout mode, or when the fairness budget asks for a yield.
+        It is ``_io`` for asyncio in blocking mode, without a coroutine of its
+        own: most of an idle connection's memory, and a share of each
+        request's time.
+        """
+        if self._ticks >= _BUDGET or self._timeout is not None:
+            return _SLOW
+        self._enter(READ, call)  # binds or checks the loop (the budget is not used up)
+        if self._loop.__class__ is _TrioRun:
+            return _SLOW
+        if first and self._reader is not None and not self._reader.done():
+            first = False  # another task waits to receive: try (see _io)
+        if not first:
+            result = attempt(call, args)
+            if result is not AGAIN:
+                self._ticks += 1
+                return result
+            if flags and _core.gives_up(None, flags):
+                raise _core.would_block()
+        self._arm(READ, call)
+        return AGAIN
+
+    def _again(self, call: Callable[..., T], args: tuple[Any, ...]) -> Any:
+        """After a wake-up, ``_now``'s attempt again (the call's checks are done): the result or ``AGAIN``."""
+        result = attempt(call, args)
+        if result is AGAIN:
+            self._arm(READ, call)
+        return result
+
     async def _drive(self, op: _core.Op[T], what: Any, flags: int = 0) -> T:
         """Run a multi-step core operation, waiting on the loop between its steps."""
         try:
@@ -541,19 +580,33 @@ class socket(SocketBase):
     async def recv(self, bufsize: int, flags: int = 0) -> bytes:
         """Receive up to ``bufsize`` bytes."""
         first = self._hint > 0 and _core.wait_first(self._hint, self._timeout, flags, bufsize)
-        data = await self._io(READ, flags, first, self._sock.recv, bufsize, flags)
+        args = (self._sock, bufsize, flags)
+        data = self._now(flags, first, _c_recv, args)
+        while data is AGAIN:
+            await self._reader
+            data = self._again(_c_recv, args)
+        if data is _SLOW:
+            data = await self._io(READ, flags, first, _c_recv, *args)
         if self._hint >= 0:
             self._hint = _core.receive_hint(self._hint, len(data) < bufsize and not flags)
-        return data
+        result: bytes = data
+        return result
 
     async def recv_into(self, buffer: _Buffer, nbytes: int = 0, flags: int = 0) -> int:
         """Receive into ``buffer``; return the number of bytes received."""
         want = _core.into_size(buffer, nbytes)
         first = self._hint > 0 and _core.wait_first(self._hint, self._timeout, flags, want)
-        received = await self._io(READ, flags, first, self._sock.recv_into, buffer, nbytes, flags)
+        args = (self._sock, buffer, nbytes, flags)
+        received = self._now(flags, first, _c_recv_into, args)
+        while received is AGAIN:
+            await self._reader
+            received = self._again(_c_recv_into, args)
+        if received is _SLOW:
+            received = await self._io(READ, flags, first, _c_recv_into, *args)
         if self._hint >= 0:
             self._hint = _core.receive_hint(self._hint, received < want and not flags)
-        return received
+        count: int = received
+        return count
 
     async def recvfrom(self, bufsize: int, flags: int = 0) -> tuple[bytes, _Address]:
         """Receive up to ``bufsize`` bytes; return ``(data, address)``."""

@@ -1,7 +1,7 @@
 """The async module's ways to make sockets: connections, servers, pairs, fd passing.
 
 ``create_connection`` resolves the name off the loop and races the addresses
-as RFC 8305 ("Happy Eyeballs") describes.  ``create_server``, ``socketpair``
+as RFC 8305 ("Happy Eyeballs") describes, on asyncio or trio.  ``create_server``, ``socketpair``
 and ``fromfd`` are the never-waiting factories of ``_make``, building
 ``asock.socket`` objects.
 """
@@ -11,14 +11,22 @@ from __future__ import annotations
 import _socket
 import array
 import asyncio
-from typing import Any
+from collections.abc import Awaitable, Callable, Coroutine
+from time import monotonic
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from . import _core
 from ._async_socket import socket
 from ._make import GLOBAL_DEFAULT_TIMEOUT, connection_failed, make_fromfd, make_server, make_socketpair
 from ._resolve import getaddrinfo
+from ._running import trio_waiter
+
+if TYPE_CHECKING:
+    from ssl import SSLContext
 
 __all__ = ["create_connection", "create_server", "fromfd", "recv_fds", "send_fds", "socketpair"]
+
+T = TypeVar("T")
 
 
 def create_server(
@@ -114,6 +122,8 @@ async def create_connection(
     *,
     all_errors: bool = False,
     happy_eyeballs_delay: float | None = 0.25,
+    ssl: SSLContext | bool | None = None,
+    server_hostname: str | None = None,
 ) -> socket:
     """Connect to ``(host, port)`` and return the connected ``asock.socket``.
 
@@ -127,83 +137,142 @@ async def create_connection(
     resolution included, and becomes the returned socket's timeout.  When every
     attempt fails, the first address's error is raised, or with
     ``all_errors=True`` an ``ExceptionGroup`` of all of them.
+
+    With ``ssl`` (an ``ssl.SSLContext``, or True for
+    ``ssl.create_default_context()``), the connection is handed to
+    ``start_tls`` and the result is a handshaken ``asock.SSLSocket``;
+    ``server_hostname`` (default: the host of ``address``) is the name sent
+    and checked, and ``timeout`` bounds connecting and the handshake together.
     """
     host, port = address  # first, as in the stdlib: a bad address is reported before a bad timeout
+    if ssl is None or ssl is False:
+        if server_hostname is not None:
+            raise ValueError("server_hostname is only meaningful with ssl")
+        ssl = None
     timeout = _socket.getdefaulttimeout() if timeout is GLOBAL_DEFAULT_TIMEOUT else _core.parse_timeout(timeout)
-    loop = asyncio.get_running_loop()
-    deadline = None if not timeout else loop.time() + timeout
-    lookup = asyncio.ensure_future(getaddrinfo(host, port, 0, _socket.SOCK_STREAM))
-    try:
-        if timeout:
-            done, _ = await asyncio.wait([lookup], timeout=timeout)
-            if not done:
-                raise _core.timed_out()
-        infos = await lookup
-    finally:
-        lookup.cancel()
+    deadline = None if not timeout else monotonic() + timeout
+    # How to run things side by side and bound them in time is the async
+    # library's; what to run is written once, here.
+    kit: Any = trio_waiter() or _asyncio_kit
+    infos = await kit.call_within(deadline, getaddrinfo, host, port, 0, _socket.SOCK_STREAM)
     if not infos:
         raise connection_failed([], all_errors, first=True)
-    infos = _interleave(infos)
-    sock, errors = await _race(loop, infos, source_address, happy_eyeballs_delay, deadline, timeout == 0.0)
+
+    async def attempt(info: Any) -> socket:
+        return await _attempt(info, source_address, timeout == 0.0)
+
+    outcome: tuple[socket | None, list[OSError]]
+    outcome = await kit.race(_interleave(infos), attempt, happy_eyeballs_delay, deadline)
+    sock, errors = outcome
     if sock is not None:
         sock.settimeout(timeout)
-        return sock
+        if ssl is None:
+            return sock
+        return await _tls_handshake(sock, ssl, host if server_hostname is None else server_hostname, deadline)
     if not errors:
         raise _core.timed_out()
     raise connection_failed(errors, all_errors, first=True)
 
 
-async def _race(
-    loop: asyncio.AbstractEventLoop,
-    infos: list[Any],
-    source_address: Any,
-    delay: float | None,
+async def _tls_handshake(
+    sock: socket,
+    context: SSLContext | bool,
+    hostname: str | None,
     deadline: float | None,
-    nonblocking: bool = False,
-) -> tuple[socket | None, list[OSError]]:
-    """Run staggered attempts; return the winner, or every attempt's error in order."""
-    tasks: list[asyncio.Task[socket]] = []
-    winner: socket | None = None
-    start_next = True
+) -> socket:
+    """The TLS half of ``create_connection``: the handshake gets what is left of the time."""
+    from ._ssl_socket import _start_tls
+
     try:
-        while winner is None:
-            wait_for = None if deadline is None else deadline - loop.time()
-            if wait_for is not None and wait_for <= 0:
-                return None, []
-            if start_next and len(tasks) < len(infos):
-                tasks.append(loop.create_task(_attempt(infos[len(tasks)], source_address, nonblocking)))
-                start_next = False
-            running = [task for task in tasks if not task.done()]
-            if not running:
-                if len(tasks) == len(infos):
-                    break
-                start_next = True
-                continue
-            staggered = delay is not None and len(tasks) < len(infos) and (wait_for is None or delay < wait_for)
-            if staggered:
-                wait_for = delay
-            done, _ = await asyncio.wait(running, timeout=wait_for, return_when=asyncio.FIRST_COMPLETED)
-            # Nothing finished: the delay ran out, so start the next attempt
-            # (but not when it was the deadline: timers may fire a little early).
-            # An attempt failed: start the next one at once (RFC 8305 5.).
-            start_next = bool(done) or staggered
-            for task in done:
-                if task.exception() is None:
-                    winner = task.result()
-                    break
-    finally:
+        if context is True:
+            import ssl as ssl_module
+
+            context = ssl_module.create_default_context()
+        bound = None if deadline is None else deadline - monotonic()
+        if bound is not None and bound <= 0:
+            raise _core.timed_out()
+        assert not isinstance(context, bool)
+        return await _start_tls(sock, context, server_hostname=hostname or None, bound=bound)
+    except BaseException:
+        sock.close()  # start_tls has closed it if it took it over; if not, this does
+        raise
+
+
+class _asyncio_kit:
+    """What ``create_connection`` needs of the async library, on asyncio (``_trio`` has trio's)."""
+
+    @staticmethod
+    async def call_within(deadline: float | None, fn: Callable[..., Awaitable[T]], *args: Any) -> T:
+        """``await fn(*args)``, or ``TimeoutError("timed out")`` once the monotonic ``deadline`` passes."""
+        call = asyncio.ensure_future(fn(*args))
+        try:
+            if deadline is not None:
+                done, _ = await asyncio.wait([call], timeout=deadline - monotonic())
+                if not done:
+                    raise _core.timed_out()
+            return await call
+        finally:
+            if not call.done():
+                # Cancelled or out of time: see the call end before going on.
+                call.cancel()
+                await asyncio.wait([call])
+
+    @staticmethod
+    async def race(
+        infos: list[Any],
+        attempt: Callable[[Any], Coroutine[Any, Any, socket]],
+        delay: float | None,
+        deadline: float | None,
+    ) -> tuple[socket | None, list[OSError]]:
+        """Run staggered attempts (RFC 8305); return the winner, or every attempt's error in order.
+
+        The next attempt starts when the previous one fails, or after ``delay``
+        seconds (None: only when it fails).  Past the monotonic ``deadline``,
+        nothing won and no error is returned.
+        """
+        loop = asyncio.get_running_loop()
+        tasks: list[asyncio.Task[socket]] = []
+        winner: socket | None = None
+        start_next = True
+        try:
+            while winner is None:
+                wait_for = None if deadline is None else deadline - monotonic()
+                if wait_for is not None and wait_for <= 0:
+                    return None, []
+                if start_next and len(tasks) < len(infos):
+                    tasks.append(loop.create_task(attempt(infos[len(tasks)])))
+                    start_next = False
+                running = [task for task in tasks if not task.done()]
+                if not running:
+                    if len(tasks) == len(infos):
+                        break
+                    start_next = True
+                    continue
+                staggered = delay is not None and len(tasks) < len(infos) and (wait_for is None or delay < wait_for)
+                if staggered:
+                    wait_for = delay
+                done, _ = await asyncio.wait(running, timeout=wait_for, return_when=asyncio.FIRST_COMPLETED)
+                # Nothing finished: the delay ran out, so start the next attempt
+                # (but not when it was the deadline: timers may fire a little early).
+                # An attempt failed: start the next one at once (RFC 8305 5.).
+                start_next = bool(done) or staggered
+                for task in done:
+                    if task.exception() is None:
+                        winner = task.result()
+                        break
+        finally:
+            for task in tasks:
+                task.cancel()
+            if tasks:
+                await asyncio.wait(tasks)
+            for task in tasks:
+                if not task.cancelled() and task.exception() is None and task.result() is not winner:
+                    task.result().close()
+        errors: list[OSError] = []
         for task in tasks:
-            task.cancel()
-        if tasks:
-            await asyncio.wait(tasks)
-        for task in tasks:
-            if not task.cancelled() and task.exception() is None and task.result() is not winner:
-                task.result().close()
-    errors: list[OSError] = []
-    for task in tasks:
-        exc = None if task.cancelled() else task.exception()
-        if isinstance(exc, OSError):
-            errors.append(exc)
-        elif exc is not None:
-            raise exc
-    return winner, errors
+            exc = None if task.cancelled() else task.exception()
+            if isinstance(exc, OSError):
+                errors.append(exc)
+            elif exc is not None:
+                raise exc
+        return winner, errors

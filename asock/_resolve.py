@@ -12,9 +12,9 @@ import _socket
 import asyncio
 import functools
 import socket as _stdlib
-import sys
-from asyncio.events import _get_running_loop
 from typing import Any
+
+from ._running import trio_waiter
 
 __all__ = [
     "getaddrinfo",
@@ -28,14 +28,10 @@ __all__ = [
 
 async def _off_loop(func: Any, *args: Any) -> Any:
     """Run the stdlib's blocking call in a worker thread of the running async library."""
-    loop = _get_running_loop()
-    if loop is None and "trio" in sys.modules:
-        from . import _trio
-
-        if _trio.current_token() is not None:
-            return await _trio.run_in_thread(func, *args)
-    if loop is None:
-        loop = asyncio.get_running_loop()  # raises the usual "no running event loop"
+    trio = trio_waiter()
+    if trio is not None:
+        return await trio.run_in_thread(func, *args)
+    loop = asyncio.get_running_loop()
     return await loop.run_in_executor(None, functools.partial(func, *args))
 
 

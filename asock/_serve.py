@@ -11,15 +11,23 @@ rest.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import errno
 import logging
 import socket as _stdlib
+import sys
 from collections.abc import Awaitable, Callable, Iterable
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ._async_socket import socket
 from ._connect import create_server
+from ._running import trio_waiter
+
+if TYPE_CHECKING:
+    from ssl import SSLContext
+
+    from ._ssl_socket import SSLSocket
 
 __all__ = ["Handler", "Server", "serve", "start_server"]
 
@@ -49,7 +57,11 @@ class Server:
     finish within ``shutdown_timeout`` seconds, then cancel them) and returns at
     once; ``await aclose()`` does the same and waits for it to end, as does
     leaving ``async with server:``.  ``await serve_forever()`` waits until the
-    server has shut down; cancelling it shuts the server down first.
+    server has shut down; cancelling it shuts the server down first.  A
+    cancel scope (anyio's, trio's), which delivers its cancellation again at
+    every await, does not cut a shutdown short (``shutdown_timeout`` bounds
+    it); on asyncio, cancelling the waiting task once more cancels the
+    handlers at once.
     """
 
     def __init__(
@@ -59,7 +71,14 @@ class Server:
         *,
         max_connections: int | None = None,
         shutdown_timeout: float | None = 5.0,
+        ssl: SSLContext | None = None,
+        ssl_handshake_timeout: float | None = 60.0,
+        _kit: Any = None,
     ) -> None:
+        if ssl is not None and not _is_context(ssl):
+            raise TypeError(f"ssl must be an ssl.SSLContext or None, not {type(ssl).__name__!r}")
+        if ssl_handshake_timeout is not None and not ssl_handshake_timeout > 0:
+            raise ValueError(f"ssl_handshake_timeout must be a positive number or None, not {ssl_handshake_timeout!r}")
         if max_connections is not None and max_connections < 1:
             raise ValueError(f"max_connections must be a positive integer or None, not {max_connections!r}")
         if shutdown_timeout is not None and shutdown_timeout < 0:
@@ -74,17 +93,19 @@ class Server:
             sock.settimeout(None)
         self._max = max_connections
         self._shutdown_timeout = shutdown_timeout
-        self._loop = asyncio.get_running_loop()
-        self._handlers: set[asyncio.Task[None]] = set()
-        # Accept loops waiting for a free slot or for a descriptor to come back.
-        self._slot_waiters: set[asyncio.Future[None]] = set()
+        self._ssl = ssl
+        self._ssl_handshake_timeout = ssl_handshake_timeout
+        # How to run tasks, wait and hold off cancellations: the async library's.
+        self._kit = _kit if _kit is not None else _AsyncioKit()
+        self._handlers: list[Any] = []
+        self._active = 0  # handlers running
+        # Set (and replaced) whenever a handler ends: accept loops waiting
+        # for a free slot, or for a descriptor to come back, wait on it.
+        self._slot = self._kit.event()
         self._closing = False
         self._error: BaseException | None = None
-        self._shutdown: asyncio.Task[None] | None = None
-        self._done = self._loop.create_future()
-        self._acceptors = [self._loop.create_task(self._accept_loop(sock)) for sock in self._listeners]
-        for task in self._acceptors:
-            task.add_done_callback(self._acceptor_done)
+        self._done = self._kit.event()
+        self._acceptors = [self._kit.spawn(self._accept_loop, sock) for sock in self._listeners]
 
     @property
     def sockets(self) -> tuple[socket, ...]:
@@ -94,7 +115,7 @@ class Server:
     @property
     def active_connections(self) -> int:
         """How many handlers are running now."""
-        return len(self._handlers)
+        return self._active
 
     def is_serving(self) -> bool:
         """True until a shutdown starts."""
@@ -102,27 +123,22 @@ class Server:
 
     def close(self) -> None:
         """Start a graceful shutdown and return at once (idempotent)."""
-        if self._shutdown is None:
+        if not self._closing:
             self._closing = True
-            self._shutdown = self._loop.create_task(self._shut_down())
+            self._kit.spawn(self._shut_down)
 
     async def wait_closed(self) -> None:
         """Wait until the shutdown has finished: listeners closed, no handler left."""
-        await asyncio.shield(self._done)
+        await self._done.wait()
 
     async def aclose(self) -> None:
-        """Shut down gracefully and wait for it; a second cancellation cancels the handlers at once.
+        """Shut down gracefully and wait for it; on asyncio, a second cancellation cancels the handlers at once.
 
         A handler that wants to stop the server calls ``close()``: awaiting
         ``aclose()`` there would wait for that handler itself.
         """
         self.close()
-        try:
-            await asyncio.shield(self._done)
-        except asyncio.CancelledError:
-            self._cancel_handlers()
-            await asyncio.shield(self._done)
-            raise
+        await self._kit.hold(self._done, self._cancel_handlers)
 
     async def serve_forever(self) -> None:
         """Wait until the server shuts down; if cancelled, shut it down gracefully first.
@@ -130,11 +146,15 @@ class Server:
         Raises the error that stopped accepting, if one did (handler errors
         are only logged).
         """
+        cancelled = False
         try:
-            await asyncio.shield(self._done)
-        except asyncio.CancelledError:
+            await self._done.wait()
+        except self._kit.cancelled:
+            cancelled = True
+        if cancelled:
+            # Outside the handler: the cancellation leaves once the shutdown is done.
             await self.aclose()
-            raise
+            await self._kit.cancelled_again()
         if self._error is not None:
             raise self._error
 
@@ -147,32 +167,38 @@ class Server:
         await self.aclose()
 
     def __repr__(self) -> str:
-        state = "serving" if not self._closing else ("closed" if self._done.done() else "closing")
+        state = "serving" if not self._closing else ("closed" if self._done.is_set() else "closing")
         names = []
         for sock in self._listeners:
             try:
                 names.append(sock.getsockname())
             except OSError:
                 pass
-        return f"<asock.Server {state} on {names!r}, {len(self._handlers)} connections>"
+        return f"<asock.Server {state} on {names!r}, {self._active} connections>"
 
     # -- accepting ---------------------------------------------------------
 
     def _full(self) -> bool:
-        return self._max is not None and len(self._handlers) >= self._max
+        return self._max is not None and self._active >= self._max
 
     async def _slot_freed(self, timeout: float | None) -> None:
         """Wait until a handler finishes (or ``timeout`` passes)."""
-        fut = self._loop.create_future()
-        self._slot_waiters.add(fut)
-        try:
-            await asyncio.wait_for(fut, timeout)
-        except asyncio.TimeoutError:
-            pass
-        finally:
-            self._slot_waiters.discard(fut)
+        await self._kit.wait_event(self._slot, timeout)
 
     async def _accept_loop(self, listener: socket) -> None:
+        try:
+            await self._accept(listener)
+        except self._kit.cancelled:
+            raise
+        except Exception as exc:
+            # A bug (not an OSError) that ended an accept loop must not pass
+            # silently with the server half-deaf: treat it like a fatal accept error.
+            logger.error("accept loop failed; shutting the server down", exc_info=exc)
+            if self._error is None:
+                self._error = exc
+            self.close()
+
+    async def _accept(self, listener: socket) -> None:
         backoff = _BACKOFF_FIRST
         while True:
             # At the cap, connections wait in the kernel's backlog instead.
@@ -208,34 +234,48 @@ class Server:
             except BaseException:
                 conn.close()
                 raise
-            task = self._loop.create_task(self._run_handler(conn, address))
-            self._handlers.add(task)
-
-    def _acceptor_done(self, task: asyncio.Task[None]) -> None:
-        # A bug (not an OSError) that ended an accept loop must not pass
-        # silently with the server half-deaf: treat it like a fatal accept error.
-        if task.cancelled() or task.exception() is None:
-            return
-        exc = task.exception()
-        logger.error("accept loop failed; shutting the server down", exc_info=exc)
-        if self._error is None:
-            self._error = exc
-        self.close()
+            self._active += 1
+            self._handlers = [task for task in self._handlers if not task.done()]
+            self._handlers.append(self._kit.spawn(self._run_handler, conn, address))
 
     async def _run_handler(self, conn: socket, address: Any) -> None:
         try:
+            if self._ssl is not None:
+                tls = await self._handshake(conn, address)
+                if tls is None:
+                    return
+                with tls:
+                    await self._handler(tls)
+                    # Tell the client the data ended here (not a truncation),
+                    # if the kernel takes it at once: a slow client must not
+                    # hold the handler's slot.
+                    tls._close_notify_nowait()
+                return
             with conn:
                 await self._handler(conn)
-        except asyncio.CancelledError:
+        except self._kit.cancelled:
             if not self._closing:
                 raise
         except Exception:
             logger.exception("connection handler %r failed on the connection from %r", self._handler, address)
         finally:
-            self._handlers.discard(asyncio.current_task())
-            for fut in self._slot_waiters:
-                if not fut.done():
-                    fut.set_result(None)
+            self._active -= 1
+            slot, self._slot = self._slot, self._kit.event()
+            slot.set()
+
+    async def _handshake(self, conn: socket, address: Any) -> SSLSocket | None:
+        """The connection's TLS handshake, in its own task; None (and closed) if it fails."""
+        from ._ssl_socket import _start_tls
+
+        assert self._ssl is not None
+        try:
+            return await _start_tls(conn, self._ssl, server_side=True, bound=self._ssl_handshake_timeout)
+        except Exception as exc:
+            # A client's failure (wrong CA, plain text, gone silent), not the server's.
+            logger.debug("TLS handshake with %r failed: %r", address, exc)
+            return None
+        finally:
+            conn.close()  # detached by a handshake that started; if it did not, closed here
 
     # -- shutting down -----------------------------------------------------
 
@@ -244,24 +284,103 @@ class Server:
             task.cancel()
 
     async def _shut_down(self) -> None:
+        kit = self._kit
         try:
             for task in self._acceptors:
                 task.cancel()
             # Closing a listener whose accept loop is still waiting would wake
             # it with EBADF; the cancellations above finish first.
-            await asyncio.gather(*self._acceptors, return_exceptions=True)
+            await kit.wait_tasks(self._acceptors, None)
             for sock in self._listeners:
                 sock.close()
-            if self._handlers:
-                _, pending = await asyncio.wait(set(self._handlers), timeout=self._shutdown_timeout)
-                if pending:
-                    logger.warning("cancelling %d connection handler(s) still running at shutdown", len(pending))
-            while self._handlers:
+            running = [task for task in self._handlers if not task.done()]
+            if running and not await kit.wait_tasks(running, self._shutdown_timeout):
+                pending = sum(not task.done() for task in running)
+                logger.warning("cancelling %d connection handler(s) still running at shutdown", pending)
+            while any(not task.done() for task in self._handlers):
                 self._cancel_handlers()
-                await asyncio.wait(set(self._handlers))
+                await kit.wait_tasks(self._handlers, None)
         finally:
-            if not self._done.done():
-                self._done.set_result(None)
+            self._done.set()
+            kit.finished()
+
+
+class _AsyncioKit:
+    """What a ``Server`` needs of the async library, on asyncio (``_trio.ServerKit`` on trio)."""
+
+    cancelled = asyncio.CancelledError
+
+    def __init__(self) -> None:
+        self._loop = asyncio.get_running_loop()
+
+    def spawn(self, fn: Callable[..., Awaitable[Any]], *args: Any) -> asyncio.Task[Any]:
+        return self._loop.create_task(_coroutine(fn, *args))
+
+    @staticmethod
+    def event() -> asyncio.Event:
+        return asyncio.Event()
+
+    @staticmethod
+    async def wait_tasks(tasks: list[asyncio.Task[Any]], timeout: float | None) -> bool:
+        """Wait until the tasks are done, for at most ``timeout`` seconds; whether they are."""
+        if not tasks:
+            return True
+        _, pending = await asyncio.wait(tasks, timeout=timeout)
+        return not pending
+
+    @staticmethod
+    async def wait_event(event: asyncio.Event, timeout: float | None) -> None:
+        try:
+            await asyncio.wait_for(event.wait(), timeout)
+        except asyncio.TimeoutError:
+            pass
+
+    @staticmethod
+    async def hold(event: asyncio.Event, hurry: Callable[[], None]) -> None:
+        """Wait until ``event`` is set; a cancellation meanwhile leaves only then.
+
+        asyncio cancels a task once per ``task.cancel()``: a cancellation that
+        arrives while waiting is a request to ``hurry()`` (then the wait goes
+        on).  anyio's cancel scopes cancel the task again at every await
+        instead, which would be taken for such requests: so the wait runs in
+        a shielded anyio scope (anyio is in use if it is imported), and the
+        scope's cancellation is let out afterwards.
+        """
+        shield: Any = contextlib.nullcontext()
+        anyio = sys.modules.get("anyio")
+        if anyio is not None:
+            shield = anyio.CancelScope(shield=True)
+        cancelled = False
+        with shield:
+            waiter = asyncio.ensure_future(event.wait())
+            while not waiter.done():
+                try:
+                    await asyncio.shield(waiter)
+                except asyncio.CancelledError:
+                    cancelled = True
+                    hurry()
+        if cancelled:
+            raise asyncio.CancelledError
+        if anyio is not None:
+            await anyio.lowlevel.checkpoint_if_cancelled()
+
+    @staticmethod
+    async def cancelled_again() -> None:
+        """Let out a cancellation that was held back (asyncio delivers it once: raise it again)."""
+        raise asyncio.CancelledError
+
+    def finished(self) -> None:
+        pass
+
+
+async def _coroutine(fn: Callable[..., Awaitable[Any]], *args: Any) -> Any:
+    return await fn(*args)
+
+
+def _is_context(value: object) -> bool:
+    import ssl
+
+    return isinstance(value, ssl.SSLContext)
 
 
 def _listeners_of(target: Any) -> list[socket] | None:
@@ -290,6 +409,8 @@ async def start_server(
     family: int | None = None,
     reuse_port: bool = False,
     dualstack_ipv6: bool = False,
+    ssl: SSLContext | None = None,
+    ssl_handshake_timeout: float | None = 60.0,
 ) -> Server:
     """Start accepting connections in the background and return the ``Server``.
 
@@ -305,6 +426,14 @@ async def start_server(
     on the ``asock.serve`` logger.  With ``max_connections``, the server stops
     accepting while that many handlers run.  On shutdown, handlers still running
     after ``shutdown_timeout`` seconds (None: wait for them) are cancelled.
+
+    With ``ssl`` (a server-side ``ssl.SSLContext``), each connection's TLS
+    handshake runs in its own task, bounded by ``ssl_handshake_timeout``
+    seconds, and the handler receives the ``asock.SSLSocket``.  A handshake
+    that fails or times out is logged at DEBUG on the ``asock.serve`` logger
+    and the connection closed: it never reaches the handler, and the server
+    goes on.  When the handler returns, close_notify is sent if the kernel
+    takes it at once, then the connection is closed.
     """
     listeners = _listeners_of(address_or_listeners)
     if listeners is None:
@@ -320,7 +449,16 @@ async def start_server(
             )
         ]
     try:
-        return Server(handler, listeners, max_connections=max_connections, shutdown_timeout=shutdown_timeout)
+        trio = trio_waiter()
+        return Server(
+            handler,
+            listeners,
+            max_connections=max_connections,
+            shutdown_timeout=shutdown_timeout,
+            ssl=ssl,
+            ssl_handshake_timeout=ssl_handshake_timeout,
+            _kit=None if trio is None else await trio.ServerKit.open(),
+        )
     except BaseException:
         for sock in listeners:
             sock.close()
@@ -337,6 +475,8 @@ async def serve(
     family: int | None = None,
     reuse_port: bool = False,
     dualstack_ipv6: bool = False,
+    ssl: SSLContext | None = None,
+    ssl_handshake_timeout: float | None = 60.0,
 ) -> None:
     """Run ``handler(conn)`` for every connection until cancelled, then shut down gracefully.
 
@@ -354,5 +494,7 @@ async def serve(
         family=family,
         reuse_port=reuse_port,
         dualstack_ipv6=dualstack_ipv6,
+        ssl=ssl,
+        ssl_handshake_timeout=ssl_handshake_timeout,
     )
     await server.serve_forever()

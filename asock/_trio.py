@@ -13,6 +13,7 @@ asock raises before trio would raise ``trio.BusyResourceError``.
 from __future__ import annotations
 
 import functools
+import math
 from time import monotonic
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -22,11 +23,22 @@ from . import _core
 from ._core import READ
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Awaitable, Callable
 
     from ._async_socket import socket
 
-__all__ = ["call_soon_threadsafe", "checkpoint", "current_token", "finished", "notify_closing", "run_in_thread", "wait"]
+__all__ = [
+    "ServerKit",
+    "call_soon_threadsafe",
+    "call_within",
+    "checkpoint",
+    "current_token",
+    "finished",
+    "notify_closing",
+    "race",
+    "run_in_thread",
+    "wait",
+]
 
 T = TypeVar("T")
 
@@ -95,7 +107,7 @@ async def wait(sock: socket, direction: int, when: float | None, what: Any) -> N
             await waiter(fd)
         else:
             # trio's clock is not time.monotonic(): carry over the time left.
-            with trio.move_on_at(trio.current_time() + (when - monotonic())):
+            with trio.move_on_at(_trio_time(when)):
                 await waiter(fd)
     except trio.ClosedResourceError:
         closed = True
@@ -123,6 +135,65 @@ def notify_closing(sock: socket) -> None:
     trio.lowlevel.notify_closing(sock._fd)
 
 
+async def call_within(deadline: float | None, fn: Callable[..., Awaitable[T]], *args: Any) -> T:
+    """``await fn(*args)``, or ``TimeoutError("timed out")`` once the monotonic ``deadline`` passes."""
+    if deadline is None:
+        return await fn(*args)
+    with trio.move_on_at(_trio_time(deadline)):
+        return await fn(*args)
+    raise _core.timed_out()
+
+
+async def race(
+    infos: list[Any], attempt: Callable[[Any], Awaitable[socket]], delay: float | None, deadline: float | None
+) -> tuple[socket | None, list[OSError]]:
+    """Run staggered attempts (RFC 8305) in a nursery; the winner, or every attempt's error in order.
+
+    The next attempt starts when the previous one fails, or after ``delay``
+    seconds (None: only when it fails); the first to connect wins and the
+    others are cancelled (a late second connection is closed).  Past the
+    monotonic ``deadline``, nothing won and no error is returned.
+    """
+    winner: socket | None = None
+    errors: list[BaseException | None] = [None] * len(infos)
+
+    async def run(index: int, failed: trio.Event, nursery: trio.Nursery) -> None:
+        nonlocal winner
+        try:
+            sock = await attempt(infos[index])
+        except Exception as exc:  # an OSError is the attempt's failure; anything else is raised below
+            errors[index] = exc
+            failed.set()
+            if not isinstance(exc, OSError):
+                nursery.cancel_scope.cancel()
+            return
+        if winner is None:
+            winner = sock
+            nursery.cancel_scope.cancel()
+        else:
+            sock.close()
+
+    with trio.move_on_at(_trio_time(deadline)) as timer:
+        async with trio.open_nursery() as nursery:
+            for index in range(len(infos)):
+                failed = trio.Event()
+                nursery.start_soon(run, index, failed, nursery)
+                if index + 1 < len(infos):
+                    with trio.move_on_after(math.inf if delay is None else delay):
+                        await failed.wait()
+    for exc in errors:
+        if exc is not None and not isinstance(exc, OSError):
+            raise exc
+    if winner is None and timer.cancelled_caught:
+        return None, []
+    return winner, [exc for exc in errors if isinstance(exc, OSError)]
+
+
+def _trio_time(deadline: float | None) -> float:
+    """A monotonic deadline on trio's clock (which is its own)."""
+    return math.inf if deadline is None else trio.current_time() + (deadline - monotonic())
+
+
 async def run_in_thread(func: Callable[..., T], *args: Any) -> T:
     """Run a blocking function (name resolution) in trio's thread pool.
 
@@ -130,3 +201,101 @@ async def run_in_thread(func: Callable[..., T], *args: Any) -> T:
     cannot be interrupted, and its result is simply dropped.
     """
     return await trio.to_thread.run_sync(functools.partial(func, *args), abandon_on_cancel=True)
+
+
+class ServerKit:
+    """What a ``Server`` needs of the async library, on trio (``_serve._AsyncioKit`` on asyncio).
+
+    A server's tasks (accept loops, handlers, the shutdown) run in a nursery
+    of their own, hosted by a trio system task: ``start_server`` returns a
+    running server, as on asyncio, without asking for a nursery.  When the
+    program's main task ends, trio cancels system tasks, and with it the
+    server's, as ``asyncio.run`` cancels what is left.
+    """
+
+    cancelled = trio.Cancelled
+
+    def __init__(self) -> None:
+        self._nursery: trio.Nursery | None = None
+        self._finished = trio.Event()
+
+    @classmethod
+    async def open(cls) -> ServerKit:
+        kit = cls()
+        ready = trio.Event()
+        trio.lowlevel.spawn_system_task(kit._host, ready, name="asock server")
+        await ready.wait()
+        return kit
+
+    async def _host(self, ready: trio.Event) -> None:
+        async with trio.open_nursery() as nursery:
+            self._nursery = nursery
+            ready.set()
+            await self._finished.wait()
+
+    def spawn(self, fn: Callable[..., Awaitable[Any]], *args: Any) -> _Task:
+        assert self._nursery is not None
+        task = _Task()
+        self._nursery.start_soon(task.run, fn, args)
+        return task
+
+    @staticmethod
+    def event() -> trio.Event:
+        return trio.Event()
+
+    @staticmethod
+    async def wait_tasks(tasks: list[_Task], timeout: float | None) -> bool:
+        """Wait until the tasks are done, for at most ``timeout`` seconds; whether they are."""
+        with trio.move_on_after(math.inf if timeout is None else timeout):
+            for task in tasks:
+                await task.finished.wait()
+            return True
+        return False
+
+    @staticmethod
+    async def wait_event(event: trio.Event, timeout: float | None) -> None:
+        with trio.move_on_after(math.inf if timeout is None else timeout):
+            await event.wait()
+
+    @staticmethod
+    async def hold(event: trio.Event, hurry: Callable[[], None]) -> None:
+        """Wait until ``event`` is set, shielded; a cancellation meanwhile leaves only then.
+
+        (trio's cancel scopes deliver their cancellation again and again: none
+        is a request to ``hurry``, which is for asyncio's one-shot ones.)
+        """
+        with trio.CancelScope(shield=True):
+            await event.wait()
+        await trio.lowlevel.checkpoint_if_cancelled()
+
+    @staticmethod
+    async def cancelled_again() -> None:
+        """Let out a cancellation that was held back (trio delivers it at the next checkpoint)."""
+        await trio.lowlevel.checkpoint_if_cancelled()
+
+    def finished(self) -> None:
+        """The server is done: its nursery may close once its last tasks end."""
+        self._finished.set()
+
+
+class _Task:
+    """A server task: cancelled on its own (its cancel scope), awaited through ``finished``."""
+
+    __slots__ = ("finished", "scope")
+
+    def __init__(self) -> None:
+        self.scope = trio.CancelScope()
+        self.finished = trio.Event()
+
+    async def run(self, fn: Callable[..., Awaitable[Any]], args: tuple[Any, ...]) -> None:
+        try:
+            with self.scope:
+                await fn(*args)
+        finally:
+            self.finished.set()
+
+    def cancel(self) -> None:
+        self.scope.cancel()
+
+    def done(self) -> bool:
+        return self.finished.is_set()

@@ -1,12 +1,13 @@
-"""asock.anyio: asock sockets as anyio SocketStream / SocketListener, on anyio's asyncio backend.
+"""asock.anyio: asock sockets as anyio SocketStream / SocketListener, on every backend.
 
-pytest-asyncio runs these on the default loop and on uvloop; anyio detects the
-running asyncio loop, so its cancel scopes, task groups and streams run there.
+They run on every loop the suite runs on (asyncio's default loop, uvloop, and
+trio in anyio mode): anyio detects the running library, so its cancel scopes,
+task groups and streams run there.
 """
 
 from __future__ import annotations
 
-import asyncio
+import contextlib
 import shutil
 import socket
 import ssl
@@ -18,6 +19,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 
 import pytest
+from helpers import cancelled_exc, settle, tasks
 
 anyio = pytest.importorskip("anyio")
 
@@ -71,11 +73,12 @@ async def test_socket_attributes() -> None:
 
 async def test_closed_stream_raises_closed_resource_error() -> None:
     async with tcp_pair() as (client, _server):
-        waiting = asyncio.create_task(client.receive())
-        await asyncio.sleep(0.02)
-        await client.aclose()
-        with pytest.raises(anyio.ClosedResourceError):
-            await waiting
+        async with tasks() as tg:
+            waiting = tg.spawn(client.receive)
+            await settle(waiting)
+            await client.aclose()
+            with pytest.raises(anyio.ClosedResourceError), anyio.fail_after(5):
+                await waiting
         with pytest.raises(anyio.ClosedResourceError):
             await client.receive()
         with pytest.raises(anyio.ClosedResourceError):
@@ -85,13 +88,14 @@ async def test_closed_stream_raises_closed_resource_error() -> None:
 
 
 async def test_two_receivers_is_busy_resource_error() -> None:
-    async with tcp_pair() as (client, _server):
-        first = asyncio.create_task(client.receive())
-        await asyncio.sleep(0.02)
+    async with tcp_pair() as (client, _server), tasks() as tg:
+        first = tg.spawn(client.receive)
+        await settle(first)
         with pytest.raises(anyio.BusyResourceError):
             await client.receive()
         first.cancel()
-        await asyncio.gather(first, return_exceptions=True)
+        with contextlib.suppress(cancelled_exc()):
+            await first
 
 
 async def test_reset_connection_is_broken_resource_error() -> None:
@@ -127,7 +131,7 @@ async def test_fail_after_and_cancel_scope_in_a_task_group() -> None:
 
         async with anyio.create_task_group() as tg:
             tg.start_soon(receiver)
-            await asyncio.sleep(0.02)
+            await anyio.sleep(0.02)
             tg.cancel_scope.cancel()
         assert results == []
         await server.send(b"kept")

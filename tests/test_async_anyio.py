@@ -1,15 +1,14 @@
-"""asock calls inside anyio cancel scopes (anyio's asyncio backend runs on the
-test's own loop): cancelled cleanly, nothing lost."""
+"""asock calls inside anyio cancel scopes and task groups, on every backend
+(asyncio's default loop, uvloop, trio): cancelled cleanly, nothing lost."""
 
 from __future__ import annotations
 
-import asyncio
 import random
 import socket as stdlib
 
 import anyio
 import pytest
-from helpers import settle, ticks
+from helpers import settle, tasks, ticks
 
 import asock
 
@@ -90,11 +89,10 @@ async def test_task_group_cancellation_of_a_sendall() -> None:
 async def test_busy_inside_a_task_group() -> None:
     a, b = asock.socketpair()
     with a, b:
-        async with anyio.create_task_group() as group:
-            first = asyncio.create_task(a.recv(10))
+        async with tasks() as tg:
+            first = tg.spawn(a.recv, 10)
             await settle(first)
             with pytest.raises(asock.BusyError):
                 await a.recv(10)
             await b.sendall(b"ok")
             assert await first == b"ok"
-            group.cancel_scope.cancel()

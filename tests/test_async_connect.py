@@ -6,14 +6,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
+import os
 import socket as stdlib
 import sys
 import threading
 from collections.abc import Iterator
 from typing import Any
 
+import anyio
 import pytest
-from helpers import full_backlog_listener, ipv6_usable, needs_ipv6
+from helpers import cancelled_exc, full_backlog_listener, ipv6_usable, needs_ipv6, settle, tasks, wait_for
 
 import asock
 import asock._connect
@@ -55,14 +57,14 @@ def resolves_to(monkeypatch: pytest.MonkeyPatch) -> Any:
 
 
 async def _accepted_from(server: asock.socket, sock: asock.socket) -> None:
-    conn, address = await asyncio.wait_for(server.accept(), 5)
+    conn, address = await wait_for(server.accept(), 5)
     with conn:
         assert address == sock.getsockname()
 
 
 async def test_localhost(server: asock.socket) -> None:
     port = server.getsockname()[1]
-    with await asyncio.wait_for(asock.create_connection(("localhost", port)), 10) as sock:
+    with await wait_for(asock.create_connection(("localhost", port)), 10) as sock:
         assert isinstance(sock, asock.socket)
         assert sock.getpeername() == ("127.0.0.1", port)
         assert sock.gettimeout() is None
@@ -72,7 +74,7 @@ async def test_localhost(server: asock.socket) -> None:
 async def test_happy_eyeballs_skips_a_dead_address(server: asock.socket, resolves_to: Any) -> None:
     live = server.getsockname()
     asked = resolves_to(("127.0.0.2", _closed_port()), live)
-    with await asyncio.wait_for(asock.create_connection(("service.example", live[1])), 10) as sock:
+    with await wait_for(asock.create_connection(("service.example", live[1])), 10) as sock:
         assert sock.getpeername() == live
         await _accepted_from(server, sock)
     assert asked[0][:2] == ("service.example", live[1])
@@ -84,7 +86,7 @@ async def test_happy_eyeballs_races_past_a_hanging_attempt(server: asock.socket,
         live = server.getsockname()
         resolves_to(hanging, live)
         connecting = asock.create_connection(("service.example", 80), happy_eyeballs_delay=0.05)
-        with await asyncio.wait_for(connecting, 10) as sock:
+        with await wait_for(connecting, 10) as sock:
             assert sock.getpeername() == live
             await _accepted_from(server, sock)
 
@@ -148,7 +150,7 @@ async def test_timeout_bounds_the_whole_call() -> None:
 
 async def test_timeout_covers_resolution(monkeypatch: pytest.MonkeyPatch) -> None:
     async def slow(*args: Any) -> list[Any]:
-        await asyncio.sleep(30)
+        await anyio.sleep(30)
         return []
 
     monkeypatch.setattr(asock._connect, "getaddrinfo", slow)
@@ -186,6 +188,119 @@ async def test_empty_resolution(resolves_to: Any) -> None:
     resolves_to()
     with pytest.raises(OSError, match="getaddrinfo returns an empty list"):
         await asock.create_connection(("service.example", 80))
+
+
+# -- cancellation: nothing left behind ---------------------------------------------
+
+
+def _open_fds() -> set[int]:
+    fds = set()
+    for name in os.listdir("/proc/self/fd"):
+        try:
+            os.readlink(f"/proc/self/fd/{name}")
+        except OSError:
+            continue  # the directory listdir itself had open
+        fds.add(int(name))
+    return fds
+
+
+needs_proc = pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="needs /proc/self/fd")
+
+
+@pytest.fixture
+def two_hanging(resolves_to: Any) -> Iterator[None]:
+    """Every name resolves to two addresses whose connects hang (full backlogs)."""
+    with contextlib.ExitStack() as stack:
+        resolves_to(*(full_backlog_listener(stack).getsockname() for _ in range(2)))
+        yield
+
+
+async def _racing(before: set[int], left_open: list[set[int]]) -> asock.socket:
+    """Race the two hanging addresses; note what is open, of what was not ``before``, as the call ends."""
+    try:
+        return await asock.create_connection(("service.example", 80), happy_eyeballs_delay=0.05)
+    finally:
+        left_open.append(_open_fds() - before)
+
+
+async def _both_attempts_started(before: set[int]) -> None:
+    for _ in range(500):
+        if len(_open_fds() - before) >= 2:
+            return
+        await anyio.sleep(0.01)
+    pytest.fail("the race never had both attempts in flight")
+
+
+@pytest.mark.parametrize("timeout", [None, 30.0])
+async def test_cancelled_while_resolving(monkeypatch: pytest.MonkeyPatch, timeout: float | None) -> None:
+    resolving = anyio.Event()
+    ended = []
+
+    async def slow(*args: Any) -> list[Any]:
+        resolving.set()
+        try:
+            await anyio.sleep(30)
+        finally:
+            ended.append(True)
+        return []
+
+    monkeypatch.setattr(asock._connect, "getaddrinfo", slow)
+    lookup_ended_first = []
+
+    async def connect() -> asock.socket:
+        try:
+            return await asock.create_connection(("service.example", 80), timeout=timeout)
+        finally:
+            lookup_ended_first.append(ended == [True])
+
+    async with tasks() as tg:
+        task = tg.spawn(connect)
+        await wait_for(resolving.wait(), 5)
+        await settle(task)
+        task.cancel()
+        with pytest.raises(cancelled_exc()):
+            await task
+    # The lookup was seen to its end before the call ended.
+    assert lookup_ended_first == [True]
+
+
+@needs_proc
+async def test_cancelled_during_the_race_closes_every_attempt(two_hanging: None) -> None:
+    # When the cancelled call ends, the sockets of its attempts are closed.
+    before = _open_fds()
+    left_open: list[set[int]] = []
+    async with tasks() as tg:
+        task = tg.spawn(_racing, before, left_open)
+        await _both_attempts_started(before)
+        task.cancel()
+        with pytest.raises(cancelled_exc()):
+            await task
+    assert left_open == [set()]
+
+
+@needs_proc
+async def test_cancel_scope_deadline_during_the_race_closes_every_attempt(two_hanging: None) -> None:
+    # A cancel scope delivers its cancellation again at every await, cleanup included.
+    before = _open_fds()
+    left_open: list[set[int]] = []
+    with anyio.move_on_after(0.3) as scope:
+        await _racing(before, left_open)
+    assert scope.cancelled_caught
+    assert left_open == [set()]
+
+
+@pytest.mark.asyncio_only
+@needs_proc
+async def test_task_cancel_during_the_race_closes_every_attempt(two_hanging: None) -> None:
+    # asyncio's Task.cancel() is delivered once; the cleanup runs uninterrupted.
+    before = _open_fds()
+    left_open: list[set[int]] = []
+    task = asyncio.create_task(_racing(before, left_open))
+    await _both_attempts_started(before)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert left_open == [set()]
 
 
 # -- create_server -------------------------------------------------------------------
@@ -228,7 +343,7 @@ async def test_create_server_dualstack() -> None:
         assert server.getsockopt(stdlib.IPPROTO_IPV6, stdlib.IPV6_V6ONLY) == 0
         for host in ("127.0.0.1", "::1"):
             with await asock.create_connection((host, port), timeout=5) as sock:
-                conn, address = await asyncio.wait_for(server.accept(), 5)
+                conn, address = await wait_for(server.accept(), 5)
                 with conn:
                     assert address[1] == sock.getsockname()[1]
                     await sock.sendall(host.encode())
@@ -262,7 +377,7 @@ if ipv6_usable():
 @pytest.mark.parametrize(("name", "args"), RESOLVERS, ids=[f"{n}{a!r}" for n, a in RESOLVERS])
 async def test_resolution_matches_the_stdlib(name: str, args: tuple[Any, ...]) -> None:
     expected = getattr(stdlib, name)(*args)
-    got = await asyncio.wait_for(getattr(asock, name)(*args), 10)
+    got = await wait_for(getattr(asock, name)(*args), 10)
     assert got == expected
     if name == "getaddrinfo":
         assert all(type(info[0]) is type(e[0]) for info, e in zip(got, expected, strict=True))
@@ -293,18 +408,19 @@ async def test_resolution_does_not_block_the_loop(monkeypatch: pytest.MonkeyPatc
     monkeypatch.setattr(stdlib, "getaddrinfo", stalled)
 
     async def other() -> None:
-        await asyncio.sleep(0.01)
+        await anyio.sleep(0.01)
         loop_ran.set()
 
-    task = asyncio.create_task(other())
-    got = await asyncio.wait_for(asock.getaddrinfo("localhost", 80), 15)
-    await task
+    async with tasks() as tg:
+        task = tg.spawn(other)
+        got = await wait_for(asock.getaddrinfo("localhost", 80), 15)
+        await task
     assert got == real("localhost", 80)
 
 
 async def test_connect_resolves_names(server: asock.socket) -> None:
     port = server.getsockname()[1]
     with asock.socket() as sock:
-        await asyncio.wait_for(sock.connect(("localhost", port)), 10)
+        await wait_for(sock.connect(("localhost", port)), 10)
         assert sock.getpeername() == ("127.0.0.1", port)
         await _accepted_from(server, sock)

@@ -16,7 +16,9 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
+import anyio
 import pytest
+from helpers import cancelled_exc, settle, tasks, wait_for
 
 import asock
 
@@ -53,7 +55,7 @@ async def wait_until(predicate: Any, what: str) -> None:
     for _ in range(500):
         if predicate():
             return
-        await asyncio.sleep(0.01)
+        await anyio.sleep(0.01)
     pytest.fail(f"timed out waiting for {what}")
 
 
@@ -67,7 +69,9 @@ async def test_echo_several_clients_then_aclose() -> None:
                 await sock.sendall(b"hello %d" % i)
                 return await recv_exactly(sock, len(b"hello %d" % i))
 
-        replies = await asyncio.gather(*(session(i) for i in range(5)))
+        async with tasks() as tg:
+            sessions = [tg.spawn(session, i) for i in range(5)]
+            replies = [await wait_for(task, 10) for task in sessions]
         assert replies == [b"hello %d" % i for i in range(5)]
     assert not server.is_serving()
     assert server.sockets[0].fileno() == -1
@@ -133,6 +137,7 @@ async def test_handler_exception_is_logged_and_serving_goes_on(caplog: pytest.Lo
     assert failures[0].exc_info is not None and failures[0].exc_info[0] is ZeroDivisionError
 
 
+@pytest.mark.asyncio_only  # asyncio's Task.cancel(): delivered once
 async def test_cancelling_serve_lets_running_handlers_finish() -> None:
     started = asyncio.Event()
     release = asyncio.Event()
@@ -169,15 +174,82 @@ async def client_at(address: Any) -> AsyncIterator[asock.socket]:
         yield sock
 
 
+async def serve_in_scope(
+    scope: anyio.CancelScope, handler: Any, sock: asock.socket, shutdown_timeout: float | None
+) -> None:
+    """``serve`` inside ``scope``: cancelling the scope is how it is stopped."""
+    with scope:
+        await asock.serve(handler, sock, shutdown_timeout=shutdown_timeout)
+
+
+async def test_cancelling_the_scope_around_serve_lets_running_handlers_finish() -> None:
+    # A cancel scope delivers its cancellation again at every await, the
+    # shutdown's included: that must not cut the handlers' grace short.
+    started = anyio.Event()
+    release = anyio.Event()
+    finished = []
+
+    async def slow(conn: asock.socket) -> None:
+        started.set()
+        await release.wait()
+        await conn.sendall(b"done")
+        finished.append(True)
+
+    sock = listener()
+    address = sock.getsockname()
+    scope = anyio.CancelScope()
+    async with tasks() as tg:
+        serving = tg.spawn(serve_in_scope, scope, slow, sock, 30)
+        async with client_at(address) as conn:
+            await wait_for(started.wait(), 10)
+            scope.cancel()
+            await wait_until(lambda: sock.fileno() == -1, "the listener to close")
+            await anyio.sleep(0.1)
+            assert not serving.done()  # still waiting for the handler
+            # No longer accepting: a new connection is refused.
+            with pytest.raises(ConnectionRefusedError):
+                await asock.create_connection(address, timeout=10)
+            release.set()
+            await wait_for(serving, 10)
+            assert scope.cancelled_caught
+            assert finished == [True]
+            assert await recv_exactly(conn, 4) == b"done"
+
+
+async def test_a_request_in_progress_is_answered_when_the_scope_around_serve_is_cancelled() -> None:
+    received = anyio.Event()
+    replied = []
+
+    async def handler(conn: asock.socket) -> None:
+        request = await conn.recv(100)
+        received.set()
+        await anyio.sleep(0.3)
+        await conn.sendall(b"reply to " + request)
+        replied.append(True)
+
+    sock = listener()
+    scope = anyio.CancelScope()
+    async with tasks() as tg:
+        serving = tg.spawn(serve_in_scope, scope, handler, sock, 2)
+        async with client_at(sock.getsockname()) as conn:
+            await conn.sendall(b"request")
+            await wait_for(received.wait(), 10)
+            scope.cancel()  # mid-request: the handler is in its sleep
+            assert await wait_for(recv_exactly(conn, 16), 10) == b"reply to request"
+            await wait_for(serving, 10)
+    assert scope.cancelled_caught
+    assert replied == [True]
+
+
 async def test_handlers_past_the_shutdown_timeout_are_cancelled(caplog: pytest.LogCaptureFixture) -> None:
     cancelled = []
-    started = asyncio.Event()
+    started = anyio.Event()
 
     async def stuck(conn: asock.socket) -> None:
         started.set()
         try:
             await conn.recv(10)  # the client never sends
-        except asyncio.CancelledError:
+        except cancelled_exc():
             cancelled.append(True)
             raise
 
@@ -194,25 +266,26 @@ async def test_handlers_past_the_shutdown_timeout_are_cancelled(caplog: pytest.L
 
 async def test_close_returns_at_once_and_serve_forever_returns() -> None:
     server = await asock.start_server(echo, listener())
-    waiter = asyncio.create_task(server.serve_forever())
-    await asyncio.sleep(0)
-    server.close()
-    server.close()  # idempotent
-    assert not server.is_serving()
-    await waiter  # returns normally: a requested shutdown is no error
+    async with tasks() as tg:
+        waiter = tg.spawn(server.serve_forever)
+        await settle(waiter)
+        server.close()
+        server.close()  # idempotent
+        assert not server.is_serving()
+        await wait_for(waiter, 10)  # returns normally: a requested shutdown is no error
     await server.wait_closed()
 
 
 async def test_max_connections_caps_concurrent_handlers() -> None:
     running = 0
     peak = 0
-    gates: list[asyncio.Event] = []
+    gates: list[anyio.Event] = []
 
     async def gated(conn: asock.socket) -> None:
         nonlocal running, peak
         running += 1
         peak = max(peak, running)
-        gate = asyncio.Event()
+        gate = anyio.Event()
         gates.append(gate)
         try:
             await gate.wait()
@@ -225,7 +298,7 @@ async def test_max_connections_caps_concurrent_handlers() -> None:
         try:
             await wait_until(lambda: len(gates) == 2, "two handlers to start")
             # The other two connections wait in the kernel's backlog.
-            await asyncio.sleep(0.1)
+            await anyio.sleep(0.1)
             assert len(gates) == 2 and server.active_connections == 2
             gates[0].set()
             await wait_until(lambda: len(gates) == 3, "a third handler to start after one finished")
@@ -328,6 +401,7 @@ async def test_bad_arguments_close_the_listeners() -> None:
     assert sock.fileno() == -1
 
 
+@pytest.mark.asyncio_only  # asyncio's Task.cancel(): a second one is a second request
 async def test_second_cancellation_cancels_handlers_at_once() -> None:
     started = asyncio.Event()
     cancelled = []
@@ -353,12 +427,45 @@ async def test_second_cancellation_cancels_handlers_at_once() -> None:
         assert cancelled == [True]
 
 
+async def test_without_a_shutdown_timeout_a_cancelled_scope_waits_for_the_handlers() -> None:
+    # No deadline: however often the scope's cancellation is delivered, the
+    # handler runs on until it returns.
+    started = anyio.Event()
+    release = anyio.Event()
+    cancelled = []
+
+    async def stuck(conn: asock.socket) -> None:
+        started.set()
+        try:
+            await release.wait()
+        except cancelled_exc():
+            cancelled.append(True)
+            raise
+
+    sock = listener()
+    scope = anyio.CancelScope()
+    async with tasks() as tg:
+        serving = tg.spawn(serve_in_scope, scope, stuck, sock, None)
+        async with client_at(sock.getsockname()):
+            await wait_for(started.wait(), 10)
+            scope.cancel()
+            await wait_until(lambda: sock.fileno() == -1, "the listener to close")
+            await anyio.sleep(0.2)
+            assert not cancelled  # no deadline: the handler may run on
+            assert not serving.done()
+            release.set()
+            await wait_for(serving, 10)
+    assert scope.cancelled_caught
+    assert not cancelled
+
+
 @pytest.mark.timeout(60)
-def test_serve_workers_example_shares_one_port() -> None:
+@pytest.mark.parametrize("workers_loop", [pytest.param([], id="asyncio"), pytest.param(["--trio"], id="trio")])
+def test_serve_workers_example_shares_one_port(workers_loop: list[str]) -> None:
     script = ROOT / "examples" / "serve_workers.py"
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     proc = subprocess.Popen(
-        [sys.executable, str(script), "--workers", "2", "--port", "0"],
+        [sys.executable, str(script), "--workers", "2", "--port", "0", *workers_loop],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -402,28 +509,51 @@ async def echo(conn):
     while data := await conn.recv(65536):
         await conn.sendall(data)
 
-async def main():
+async def main(stdin_closed):
     listener = asock.create_server(("127.0.0.1", 0))
-    loop = asyncio.get_running_loop()
-    done = asyncio.Event()
-    loop.add_reader(0, done.set)  # the test closes our stdin to stop us
     # Room for exactly three connections.
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     used = max(int(fd) for fd in os.listdir("/proc/self/fd")) + 1
     resource.setrlimit(resource.RLIMIT_NOFILE, (used + 3, hard))
     async with await asock.start_server(echo, listener):
         print("port", listener.getsockname()[1], flush=True)
-        await done.wait()
-    loop.remove_reader(0)
+        await stdin_closed()  # the test closes our stdin to stop us
 
-asyncio.run(main())
+async def asyncio_stdin_closed():
+    loop = asyncio.get_running_loop()
+    done = asyncio.Event()
+    loop.add_reader(0, done.set)
+    try:
+        await done.wait()
+    finally:
+        loop.remove_reader(0)
+
+async def trio_stdin_closed():
+    import trio
+    await trio.lowlevel.wait_readable(0)
+
+backend = sys.argv[1]
+if backend == "trio":
+    import trio
+    trio.run(main, trio_stdin_closed)
+else:
+    if backend == "uvloop":
+        import uvloop
+        loop = uvloop.new_event_loop()
+    else:
+        loop = asyncio.SelectorEventLoop()
+    try:
+        loop.run_until_complete(main(asyncio_stdin_closed))
+    finally:
+        loop.close()
 """
 
 
 @pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="needs /proc/self/fd")
-def test_real_emfile_backs_off_and_recovers() -> None:
+@pytest.mark.parametrize("server_backend", ["asyncio", "uvloop", "trio"])
+def test_real_emfile_backs_off_and_recovers(server_backend: str) -> None:
     proc = subprocess.Popen(
-        [sys.executable, "-c", EMFILE_SERVER],
+        [sys.executable, "-c", EMFILE_SERVER, server_backend],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,

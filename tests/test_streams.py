@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
+import anyio
+import anyio.to_thread
 import pytest
+from helpers import cancelled_exc, settle, tasks, ticks, wait_for
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
@@ -21,22 +25,16 @@ async def pair(limit: int = 2**16) -> AsyncIterator[tuple[asock.Stream, asock.so
         yield asock.Stream(a, limit=limit), b
 
 
-async def parked(task: asyncio.Task[Any]) -> None:
-    for _ in range(5):
-        await asyncio.sleep(0)
-    await asyncio.sleep(0.02)
-    assert not task.done(), task
-
-
 async def test_readline_whole_split_and_several_per_chunk() -> None:
     async with pair() as (stream, peer):
         await peer.sendall(b"one\ntwo\nthr")
         assert await stream.readline() == b"one\n"
         assert await stream.readline() == b"two\n"
-        task = asyncio.create_task(stream.readline())
-        await parked(task)
-        await peer.sendall(b"ee\n")
-        assert await task == b"three\n"
+        async with tasks() as tg:
+            task = tg.spawn(stream.readline)
+            await settle(task)
+            await peer.sendall(b"ee\n")
+            assert await wait_for(task, 10) == b"three\n"
 
 
 async def test_readline_at_eof_returns_the_partial_line_then_empty() -> None:
@@ -59,10 +57,11 @@ async def test_async_iteration_over_lines() -> None:
 async def test_readexactly() -> None:
     async with pair() as (stream, peer):
         await peer.sendall(b"abc")
-        task = asyncio.create_task(stream.readexactly(5))
-        await parked(task)
-        await peer.sendall(b"defgh")
-        assert await task == b"abcde"
+        async with tasks() as tg:
+            task = tg.spawn(stream.readexactly, 5)
+            await settle(task)
+            await peer.sendall(b"defgh")
+            assert await wait_for(task, 10) == b"abcde"
         assert await stream.readexactly(0) == b""
         peer.shutdown(asock.SHUT_WR)
         with pytest.raises(asyncio.IncompleteReadError) as info:
@@ -76,10 +75,11 @@ async def test_readexactly() -> None:
 async def test_readuntil_with_a_separator_split_across_sends() -> None:
     async with pair() as (stream, peer):
         await peer.sendall(b"HEAD\r")
-        task = asyncio.create_task(stream.readuntil(b"\r\n"))
-        await parked(task)
-        await peer.sendall(b"\nBODY")
-        assert await task == b"HEAD\r\n"
+        async with tasks() as tg:
+            task = tg.spawn(stream.readuntil, b"\r\n")
+            await settle(task)
+            await peer.sendall(b"\nBODY")
+            assert await wait_for(task, 10) == b"HEAD\r\n"
         peer.shutdown(asock.SHUT_WR)
         with pytest.raises(asyncio.IncompleteReadError) as info:
             await stream.readuntil(b"\r\n")
@@ -103,15 +103,16 @@ async def test_read() -> None:
 
 
 async def test_a_peer_that_never_sends_a_newline_gets_a_clear_error() -> None:
-    async with pair(limit=1024) as (stream, peer):
-        # The peer keeps the connection open and sends 64 KiB of no newline:
-        # readline must give up after `limit`, not buffer until EOF.
-        sender = asyncio.create_task(peer.sendall(b"x" * 65536))
+    # The peer keeps the connection open and sends 64 KiB of no newline:
+    # readline must give up after `limit`, not buffer until EOF.
+    async with pair(limit=1024) as (stream, peer), tasks() as tg:
+        sender = tg.spawn(peer.sendall, b"x" * 65536)
         with pytest.raises(ValueError, match="limit"):
             await stream.readline()
         assert len(stream._buffer) <= 1024 + 65536
         sender.cancel()
-        await asyncio.gather(sender, return_exceptions=True)
+        with contextlib.suppress(cancelled_exc()):
+            await sender
 
 
 async def test_limit_overrun_keeps_the_data_for_readuntil() -> None:
@@ -137,19 +138,20 @@ async def test_a_line_of_exactly_limit_bytes_is_accepted() -> None:
         assert await stream.readline() == b"12345678\n"
 
 
-@pytest.mark.parametrize("how", ["cancel", "wait_for", "timeout"])
+@pytest.mark.parametrize("how", ["cancel", "deadline", "timeout"])
 async def test_a_cancelled_readline_loses_nothing(how: str) -> None:
     async with pair() as (stream, peer):
         await peer.sendall(b"partial ")
         if how == "cancel":
-            task = asyncio.create_task(stream.readline())
-            await parked(task)
-            task.cancel()
-            with pytest.raises(asyncio.CancelledError):
-                await task
-        elif how == "wait_for":
-            with pytest.raises(asyncio.TimeoutError):
-                await asyncio.wait_for(stream.readline(), 0.05)
+            async with tasks() as tg:
+                task = tg.spawn(stream.readline)
+                await settle(task)
+                task.cancel()
+                with pytest.raises(cancelled_exc()):
+                    await task
+        elif how == "deadline":
+            with pytest.raises(TimeoutError), anyio.fail_after(0.05):
+                await stream.readline()
         else:
             stream.socket.settimeout(0.05)
             with pytest.raises(TimeoutError):
@@ -162,32 +164,34 @@ async def test_a_cancelled_readline_loses_nothing(how: str) -> None:
 async def test_a_cancelled_readexactly_loses_nothing() -> None:
     async with pair() as (stream, peer):
         await peer.sendall(b"abc")
-        with pytest.raises(asyncio.TimeoutError):
-            await asyncio.wait_for(stream.readexactly(6), 0.05)
+        with pytest.raises(TimeoutError), anyio.fail_after(0.05):
+            await stream.readexactly(6)
         await peer.sendall(b"def")
         assert await stream.readexactly(6) == b"abcdef"
 
 
 async def test_two_readers_at_once_is_an_error() -> None:
-    async with pair() as (stream, _peer):
-        first = asyncio.create_task(stream.readline())
-        await parked(first)
+    async with pair() as (stream, _peer), tasks() as tg:
+        first = tg.spawn(stream.readline)
+        await settle(first)
         with pytest.raises(RuntimeError):
             await stream.readline()
         first.cancel()
-        await asyncio.gather(first, return_exceptions=True)
+        with contextlib.suppress(cancelled_exc()):
+            await first
 
 
 async def test_writer_write_writelines_write_eof() -> None:
     async with pair() as (stream, peer):
-        received = asyncio.create_task(asock.StreamReader(peer).read())
-        await stream.write(b"hello ")
-        # More than the socket buffers hold: write() returns once all is sent.
-        await stream.writelines([b"big ", bytearray(b"x" * 300000), memoryview(b"\n")])
-        await stream.sendall(b"end")
-        assert stream.can_write_eof()
-        stream.write_eof()
-        assert await received == b"hello big " + b"x" * 300000 + b"\nend"
+        async with tasks() as tg:
+            received = tg.spawn(asock.StreamReader(peer).read)
+            await stream.write(b"hello ")
+            # More than the socket buffers hold: write() returns once all is sent.
+            await stream.writelines([b"big ", bytearray(b"x" * 300000), memoryview(b"\n")])
+            await stream.sendall(b"end")
+            assert stream.can_write_eof()
+            stream.write_eof()
+            assert await wait_for(received, 10) == b"hello big " + b"x" * 300000 + b"\nend"
         # Only the sending half is shut: the stream still reads.
         await peer.sendall(b"reply\n")
         assert await stream.readline() == b"reply\n"
@@ -265,26 +269,56 @@ async def run_ops(reader: Any, operations: list[Any]) -> list[Any]:
     return results
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(
-    payload=st.lists(st.sampled_from([b"a", b"b", b"\n", b"\r", b"x", b"yz", b"ab\n"]), max_size=30).map(b"".join),
-    operations=st.lists(ops, max_size=8),
-    limit=st.sampled_from([4, 16, 2**16]),
-)
-# The edges of the limit: a last line of exactly `limit` bytes, and one more.
-@example(payload=b"abcd", operations=[("readline",)], limit=4)
-@example(payload=b"abcde", operations=[("readline",), ("read", -1)], limit=4)
-@example(payload=b"abcdx\nz", operations=[("readuntil", b"x\n"), ("read", -1)], limit=4)
-@example(payload=b"abcdx", operations=[("readuntil", b"xy"), ("read", -1)], limit=4)
+def same_answers(test: Any) -> Any:
+    """The cases of the comparison with asyncio.StreamReader (hypothesis's decorators)."""
+    # The edges of the limit: a last line of exactly `limit` bytes, and one more.
+    test = example(payload=b"abcd", operations=[("readline",)], limit=4)(test)
+    test = example(payload=b"abcde", operations=[("readline",), ("read", -1)], limit=4)(test)
+    test = example(payload=b"abcdx\nz", operations=[("readuntil", b"x\n"), ("read", -1)], limit=4)(test)
+    test = example(payload=b"abcdx", operations=[("readuntil", b"xy"), ("read", -1)], limit=4)(test)
+    test = given(
+        payload=st.lists(st.sampled_from([b"a", b"b", b"\n", b"\r", b"x", b"yz", b"ab\n"]), max_size=30).map(b"".join),
+        operations=st.lists(ops, max_size=8),
+        limit=st.sampled_from([4, 16, 2**16]),
+    )(test)
+    return settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])(test)
+
+
+async def asock_answers(payload: bytes, operations: list[Any], limit: int) -> list[Any]:
+    async with pair(limit=limit) as (stream, peer):
+        await peer.sendall(payload)
+        peer.shutdown(asock.SHUT_WR)
+        return await run_ops(stream, operations)
+
+
+@pytest.mark.asyncio_only  # the reference runs on the test's own loop
+@same_answers
 async def test_matches_asyncio_stream_reader(payload: bytes, operations: list[Any], limit: int) -> None:
     reference = asyncio.StreamReader(limit=limit)
     reference.feed_data(payload)
     reference.feed_eof()
     expected = await run_ops(reference, operations)
-    async with pair(limit=limit) as (stream, peer):
-        await peer.sendall(payload)
-        peer.shutdown(asock.SHUT_WR)
-        assert await run_ops(stream, operations) == expected
+    assert await asock_answers(payload, operations, limit) == expected
+
+
+def reference_answers(payload: bytes, operations: list[Any], limit: int) -> list[Any]:
+    """asyncio.StreamReader's answers, on an event loop of its own (for a worker thread)."""
+
+    async def answers() -> list[Any]:
+        reference = asyncio.StreamReader(limit=limit)
+        reference.feed_data(payload)
+        reference.feed_eof()
+        return await run_ops(reference, operations)
+
+    return asyncio.run(answers())
+
+
+@same_answers
+async def test_matches_asyncio_stream_reader_on_every_backend(
+    payload: bytes, operations: list[Any], limit: int
+) -> None:
+    expected = await anyio.to_thread.run_sync(reference_answers, payload, operations, limit)
+    assert await asock_answers(payload, operations, limit) == expected
 
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -308,14 +342,14 @@ async def test_cancelled_reads_never_lose_bytes(chunks: list[bytes], cancel_afte
     async with pair() as (stream, peer):
         for i, chunk in enumerate(chunks):
             await peer.sendall(chunk)
-            task = asyncio.create_task(read())
-            for _ in range(cancel_after[i % len(cancel_after)]):
-                await asyncio.sleep(0)
-            task.cancel()
-            try:
-                got.append(await task)
-            except asyncio.CancelledError:
-                pass
+            async with tasks() as tg:
+                task = tg.spawn(read)
+                await ticks(cancel_after[i % len(cancel_after)])
+                task.cancel()
+                try:
+                    got.append(await task)
+                except cancelled_exc():
+                    pass
         peer.shutdown(asock.SHUT_WR)
         got.append(await stream.read())
     assert b"".join(got) == payload
