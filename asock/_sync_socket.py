@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import _socket
 import io
+import os
 import select
 import socket as _stdlib
 from _io import text_encoding  # io's since 3.10; typeshed has it there only from 3.11
@@ -257,8 +258,8 @@ class socket(SocketBase, _socket.socket):
         return self._sendfile(_core.sendfile_by_send, file, offset, count)
 
     def _sendfile(self, how: Callable[..., _core.Op[int]], file: Any, offset: int, count: int | None) -> int:
-        _core.check_sendfile(_c_type(self), self._timeout, file, count)
-        return self._drive(how(self, file, offset, count), "sendfile")
+        _core.check_sendfile(_c_type(self), file, count)
+        return self._drive(how(self, file, offset, count, self._timeout == 0.0), "sendfile")
 
     # -- the stdlib's Python-level socket methods ------------------------------
 
@@ -352,3 +353,34 @@ class socket(SocketBase, _socket.socket):
     def __repr__(self) -> str:
         name = f"{type(self).__module__}.{type(self).__qualname__}"
         return _core.describe(name, self, getattr(self, "_closed", False))
+
+
+# -- the compiled fast path ------------------------------------------------------
+
+#: The pure-Python hot methods: the reference, whichever implementation the class uses.
+REFERENCE: dict[str, Callable[..., Any]] = {
+    name: socket.__dict__[name] for name in ("recv", "recv_into", "send", "sendall")
+}
+
+
+def _use_extension() -> bool:
+    """Bind the optional C extension's recv, recv_into, send and sendall as the class's methods.
+
+    They do what the Python methods above do, which stay the reference (and
+    which the C ones call for the call shapes they leave to them).  Without
+    the extension (not built: no compiler where asock was installed), or with
+    ASOCK_NO_EXTENSIONS=1 in the environment, the Python methods stay.
+    """
+    if os.environ.get("ASOCK_NO_EXTENSIONS", "") not in ("", "0"):
+        return False
+    try:
+        from . import _speedups
+    except ImportError:
+        return False
+    for name, method in _speedups.methods(socket, _socket.socket, _core.WAIT_FIRST).items():
+        setattr(socket, name, method)
+    return True
+
+
+#: Whether the class's hot methods are the C extension's (else the Python ones above).
+EXTENSION = _use_extension()

@@ -1,0 +1,1257 @@
+/* asock._speedups: the sync facade's hot methods in C.
+ *
+ * recv, recv_into, send and sendall of asock.sync.socket, doing exactly what
+ * the pure-Python methods in asock/_sync_socket.py do (they stay the
+ * reference, and this module is optional: asock/_sync_socket.py binds these
+ * functions as the class's methods only when this module imports and
+ * ASOCK_NO_EXTENSIONS is not set).
+ *
+ * What each method does, as the Python one:
+ *
+ * - The first attempt of every call is the C type's own method
+ *   (_socket.socket.recv, ...), called unbound on the facade object, whose
+ *   own timeout stays 0.0: it never waits, and argument parsing, errors and
+ *   EINTR handling are the stdlib's.
+ * - A receive right after a short read waits for readiness before its first
+ *   attempt (the _hint slot; _core.wait_first, _core.receive_hint), only
+ *   with arguments the native call will accept.
+ * - An attempt that would block (BlockingIOError) gives up in non-blocking
+ *   mode, or with MSG_DONTWAIT in blocking mode (_core.gives_up); otherwise
+ *   the call waits with poll() on the descriptor, the GIL released, and
+ *   tries again, with one monotonic deadline for the whole call
+ *   (_core.deadline).  A signal interrupting poll() runs the Python signal
+ *   handlers (PEP 475): an exception they raise leaves the call, otherwise
+ *   the wait goes on for the time left.
+ * - A timeout raises TimeoutError("timed out"), with nothing chained to it;
+ *   a wait on a closed socket raises OSError(EBADF).
+ * - sendall stamps bytes_sent on every exception that interrupts it after
+ *   its first attempt (_core.sendall).
+ *
+ * Two attempts whose arguments are already known to be good are the syscall
+ * itself, made right after the wait in the same stretch without the GIL
+ * (one release of the GIL, as the stdlib's blocking calls have, where the C
+ * method would take a second one): recv() after the wait before the first
+ * attempt (bufsize an int > 0, no flags, into a new bytes object as the C
+ * method makes it), and send() for sendall's further sends (after its first
+ * attempt took the data and int flags).  What they do is what the C method
+ * does: a result, the error its errno makes (PyErr_SetFromErrno, as the
+ * stdlib raises it), or, after EINTR, the signal handlers and the syscall
+ * again at once.
+ *
+ * The mode is the _timeout slot (None, 0.0 or a timeout), read through the
+ * slot's offset on instances of the facade class itself and through the
+ * attribute API on instances of subclasses.  Calls of a shape the fast path
+ * does not parse (a wrong number of arguments, unexpected keywords), and an
+ * instance in a state it does not expect, go to the Python method, which
+ * raises exactly what it raises.
+ */
+
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#if PY_VERSION_HEX < 0x030C0000
+#include <structmember.h>
+#define Py_T_OBJECT_EX T_OBJECT_EX
+#define Py_READONLY READONLY
+#endif
+
+#include <errno.h>
+#include <math.h>
+#include <poll.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+
+#ifdef MSG_DONTWAIT
+#define DONTWAIT MSG_DONTWAIT
+#else
+#define DONTWAIT 0
+#endif
+
+/* poll() takes at most an int of milliseconds (~24.8 days): a longer wait
+   is cut to that, and the call waits again for the time left. */
+#define MAX_POLL_MS 2147483647.0
+
+/* -- what install() records ----------------------------------------------- */
+
+static PyTypeObject *facade;    /* asock.sync.socket */
+static Py_ssize_t timeout_offset, hint_offset;  /* its _timeout and _hint slots */
+static long wait_first_count;   /* _core.WAIT_FIRST */
+/* _socket.socket's methods: they never wait, the object's timeout being 0.0. */
+static PyObject *c_recv, *c_recv_into, *c_send, *c_fileno;
+/* The reference implementations: the Python methods. */
+static PyObject *py_recv, *py_recv_into, *py_send, *py_sendall;
+static PyObject *str_timeout, *str_hint, *str_bytes_sent;
+static PyObject *zero;
+
+/* -- small helpers ---------------------------------------------------------- */
+
+/* time.monotonic(), in seconds. */
+static double
+monotonic(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+/* A new reference to self.<name>: the slot itself on the facade class's own
+   instances, the attribute on subclasses' (which may redefine it). */
+static inline PyObject *
+get_slot(PyObject *self, Py_ssize_t offset, PyObject *name)
+{
+    if (Py_IS_TYPE(self, facade)) {
+        PyObject *value = *(PyObject **)((char *)self + offset);
+        if (value != NULL) {
+            Py_INCREF(value);
+            return value;
+        }
+    }
+    return PyObject_GetAttr(self, name);  /* also raises the AttributeError of an unset slot */
+}
+
+/* self.<name> = value (a new reference, stolen). */
+static int
+set_slot(PyObject *self, Py_ssize_t offset, PyObject *name, PyObject *value)
+{
+    if (value == NULL) {
+        return -1;
+    }
+    if (Py_IS_TYPE(self, facade)) {
+        PyObject **slot = (PyObject **)((char *)self + offset);
+        PyObject *old = *slot;
+        *slot = value;
+        Py_XDECREF(old);
+        return 0;
+    }
+    int res = PyObject_SetAttr(self, name, value);
+    Py_DECREF(value);
+    return res;
+}
+
+/* The socket's mode, from its _timeout slot. */
+enum { BLOCKING, NONBLOCKING, TIMEOUT };
+typedef struct {
+    int kind;
+    double timeout;  /* TIMEOUT: seconds */
+} Mode;
+
+/* 0, or -1 with an exception set, or -2: a value the fast path does not
+   expect (the mode is always None or a float). */
+static int
+get_mode(PyObject *self, Mode *mode)
+{
+    PyObject *value = get_slot(self, timeout_offset, str_timeout);
+    if (value == NULL) {
+        return -1;
+    }
+    int res = 0;
+    if (value == Py_None) {
+        mode->kind = BLOCKING;
+        mode->timeout = 0.0;
+    }
+    else if (PyFloat_CheckExact(value)) {
+        double timeout = PyFloat_AS_DOUBLE(value);
+        mode->kind = timeout == 0.0 ? NONBLOCKING : TIMEOUT;
+        mode->timeout = timeout;
+    }
+    else {
+        res = -2;
+    }
+    Py_DECREF(value);
+    return res;
+}
+
+/* As get_mode, where the fast path cannot step aside any more (something
+   already happened): any other value is taken as a number of seconds. */
+static int
+get_mode_now(PyObject *self, Mode *mode)
+{
+    int res = get_mode(self, mode);
+    if (res != -2) {
+        return res;
+    }
+    PyObject *value = get_slot(self, timeout_offset, str_timeout);
+    if (value == NULL) {
+        return -1;
+    }
+    double timeout = PyFloat_AsDouble(value);
+    Py_DECREF(value);
+    if (timeout == -1.0 && PyErr_Occurred()) {
+        return -1;
+    }
+    mode->kind = timeout == 0.0 ? NONBLOCKING : TIMEOUT;
+    mode->timeout = timeout;
+    return 0;
+}
+
+/* _core.gives_up: whether a call that would block raises BlockingIOError
+   instead of waiting.  1, 0, or -1 with an exception set. */
+static int
+gives_up(const Mode *mode, PyObject *flags)
+{
+    if (mode->kind == NONBLOCKING) {
+        return 1;
+    }
+    if (mode->kind != BLOCKING) {
+        return 0;
+    }
+    long value;
+    if (PyLong_CheckExact(flags)) {
+        value = PyLong_AsLong(flags);
+    }
+    else {
+        PyObject *index = PyNumber_Index(flags);
+        if (index == NULL) {
+            return -1;
+        }
+        value = PyLong_AsLong(index);
+        Py_DECREF(index);
+    }
+    if (value == -1 && PyErr_Occurred()) {
+        return -1;
+    }
+    return (value & DONTWAIT) != 0;
+}
+
+/* The value of an exact int that fits in a machine word, cheaply; 0 if
+   it does not fit (then *value is left alone). */
+static inline int
+small_value(PyObject *v, Py_ssize_t *value)
+{
+#if PY_VERSION_HEX >= 0x030C0000
+    if (!PyUnstable_Long_IsCompact((PyLongObject *)v)) {
+        return 0;
+    }
+    *value = PyUnstable_Long_CompactValue((PyLongObject *)v);
+    return 1;
+#else
+    Py_ssize_t size = Py_SIZE(v);
+    if (size < -1 || size > 1) {
+        return 0;
+    }
+    *value = size == 0 ? 0 : size * (Py_ssize_t)((PyLongObject *)v)->ob_digit[0];
+    return 1;
+#endif
+}
+
+/* The sign of an exact int: -1, 0 or 1 (never an error). */
+static int
+sign_of(PyObject *value)
+{
+    Py_ssize_t n;
+    if (small_value(value, &n)) {
+        return (n > 0) - (n < 0);
+    }
+    int overflow;
+    long long big = PyLong_AsLongLongAndOverflow(value, &overflow);
+    if (overflow) {
+        return overflow;
+    }
+    return (big > 0) - (big < 0);
+}
+
+/* type(value) is int and not value */
+static int
+is_zero(PyObject *value)
+{
+    return PyLong_CheckExact(value) && sign_of(value) == 0;
+}
+
+/* type(value) is int and value > 0 */
+static int
+is_positive(PyObject *value)
+{
+    return PyLong_CheckExact(value) && sign_of(value) > 0;
+}
+
+/* The exception set, taken out of the error indicator and put back. */
+typedef struct {
+#if PY_VERSION_HEX < 0x030C0000
+    PyObject *type, *tb;
+#endif
+    PyObject *value;
+} Saved;
+
+static void
+save_error(Saved *saved)
+{
+#if PY_VERSION_HEX >= 0x030C0000
+    saved->value = PyErr_GetRaisedException();
+#else
+    PyErr_Fetch(&saved->type, &saved->value, &saved->tb);
+    PyErr_NormalizeException(&saved->type, &saved->value, &saved->tb);
+    if (saved->tb != NULL) {
+        PyException_SetTraceback(saved->value, saved->tb);
+    }
+#endif
+}
+
+static void
+restore_error(Saved *saved)
+{
+#if PY_VERSION_HEX >= 0x030C0000
+    PyErr_SetRaisedException(saved->value);
+#else
+    PyErr_Restore(saved->type, saved->value, saved->tb);
+#endif
+}
+
+static void
+drop_error(Saved *saved)
+{
+#if PY_VERSION_HEX < 0x030C0000
+    Py_XDECREF(saved->type);
+    Py_XDECREF(saved->tb);
+#endif
+    Py_XDECREF(saved->value);
+}
+
+/* The exception set replaces by a new one, raised while it was handled:
+   the new one's __context__ is the old one. */
+static void
+chain_error(Saved *old)
+{
+    Saved new;
+    save_error(&new);
+    PyException_SetContext(new.value, old->value);  /* steals the reference */
+    old->value = NULL;
+    drop_error(old);
+    restore_error(&new);
+}
+
+/* _core.closed_error: the error every call on a closed socket raises. */
+static void
+closed_error(void)
+{
+    PyObject *exc = PyObject_CallFunction(PyExc_OSError, "is", EBADF, strerror(EBADF));
+    if (exc != NULL) {
+        PyErr_SetObject((PyObject *)Py_TYPE(exc), exc);
+        Py_DECREF(exc);
+    }
+}
+
+/* _core.would_block: BlockingIOError(EAGAIN), raised. */
+static void
+would_block(void)
+{
+    PyObject *exc = PyObject_CallFunction(PyExc_BlockingIOError, "is", EAGAIN, strerror(EAGAIN));
+    if (exc != NULL) {
+        PyErr_SetObject((PyObject *)Py_TYPE(exc), exc);
+        Py_DECREF(exc);
+    }
+}
+
+/* The descriptor: what the C type's fileno() returns; -2 with an exception
+ * set.
+ *
+ * The C type keeps it in an int right after the object header (its
+ * PySocketSockObject's sock_fd, on every POSIX CPython).  The first socket
+ * with a descriptor checks that against fileno(); after a match the field is
+ * read directly, else fileno() is called every time. */
+#define FD_OFFSET ((Py_ssize_t)sizeof(PyObject))
+static int fd_field;  /* 0: not checked yet; 1: read the field; -1: call fileno() */
+
+static int
+socket_fd(PyObject *self)
+{
+    if (fd_field == 1) {
+        return *(int *)((char *)self + FD_OFFSET);
+    }
+    PyObject *fd = PyObject_Vectorcall(c_fileno, &self, 1, NULL);
+    if (fd == NULL) {
+        return -2;
+    }
+    long value = PyLong_AsLong(fd);
+    Py_DECREF(fd);
+    if (value == -1 && PyErr_Occurred()) {
+        return -2;
+    }
+    if (fd_field == 0 && value >= 0) {
+        fd_field = *(int *)((char *)self + FD_OFFSET) == (int)value ? 1 : -1;
+    }
+    return (int)value;
+}
+
+/* A syscall made without the GIL, and what it returned. */
+typedef Py_ssize_t (*Syscall)(int fd, void *arg);
+typedef struct {
+    Py_ssize_t result;  /* -1: failed, with errno in err */
+    int err;
+} Outcome;
+
+typedef struct {
+    char *buf;
+    size_t len;
+    int flags;
+} Span;
+
+static Py_ssize_t
+do_recv(int fd, void *arg)
+{
+    Span *span = (Span *)arg;
+    return recv(fd, span->buf, span->len, span->flags);
+}
+
+static Py_ssize_t
+do_send(int fd, void *arg)
+{
+    Span *span = (Span *)arg;
+    return send(fd, span->buf, span->len, span->flags);
+}
+
+/* _sync_socket._poll: block until the descriptor looks ready for ``events``,
+ * forever, or for at most ``left`` seconds (not at all when left <= 0); then,
+ * if ``syscall`` is given, make it at once, in the same stretch without the
+ * GIL (one release of the GIL for the wait and the attempt).  0, with the
+ * attempt's outcome in ``out``; or -1 with an exception set.
+ *
+ * Readiness is only a hint: the attempt decides.  poll() rounds a fractional
+ * millisecond up, so one wake-up is enough to see the deadline passed.  A
+ * signal interrupting poll() runs the handlers with the GIL held; unless one
+ * raises, poll() goes on for the time left (PEP 475).  A signal that arrived
+ * before the wait (so without an EINTR) has its handlers run before it, as
+ * the Python method's bytecode would have. */
+static int
+wait_then(PyObject *self, short events, int forever, double left, Syscall syscall, void *arg, Outcome *out)
+{
+    int fd = socket_fd(self);
+    if (fd == -2) {
+        return -1;
+    }
+    if (fd < 0) {
+        closed_error();
+        return -1;
+    }
+    int wait = 1, ms = -1;
+    double end = 0.0;
+    if (!forever) {
+        if (left > 0.0) {
+            double wanted = left * 1000.0;
+            if (wanted > MAX_POLL_MS) {
+                wanted = MAX_POLL_MS;
+            }
+            ms = (int)ceil(wanted);
+            end = monotonic() + wanted / 1000.0;
+        }
+        else {
+            wait = 0;
+        }
+    }
+    if (wait && PyErr_CheckSignals() < 0) {
+        return -1;
+    }
+    for (;;) {
+        int n = 0, poll_err = 0, err = 0;
+        Py_ssize_t result = 0;
+        Py_BEGIN_ALLOW_THREADS
+        if (wait) {
+            struct pollfd pfd;
+            pfd.fd = fd;
+            pfd.events = events;
+            pfd.revents = 0;
+            n = poll(&pfd, 1, ms);
+            poll_err = errno;
+        }
+        if (n >= 0 && syscall != NULL) {
+            result = syscall(fd, arg);
+            err = errno;
+        }
+        Py_END_ALLOW_THREADS
+        if (n >= 0) {
+            if (out != NULL) {
+                out->result = result;
+                out->err = err;
+            }
+            return 0;
+        }
+        if (poll_err != EINTR) {
+            errno = poll_err;
+            PyErr_SetFromErrno(PyExc_OSError);
+            return -1;
+        }
+        if (PyErr_CheckSignals() < 0) {
+            return -1;
+        }
+        if (!forever) {
+            double rest = end - monotonic();
+            if (rest < 0.0) {
+                wait = 0;  /* the time is up: the caller's next step decides */
+            }
+            else {
+                ms = (int)ceil(rest * 1000.0);
+            }
+        }
+    }
+}
+
+/* The wait alone. */
+static int
+wait_ready(PyObject *self, short events, int forever, double left)
+{
+    return wait_then(self, events, forever, left, NULL, NULL, NULL);
+}
+
+/* The error a failed syscall's errno makes: the stdlib's own (OSError, or
+   the subclass the errno maps to). */
+static void
+set_errno_error(int err)
+{
+    errno = err;
+    PyErr_SetFromErrno(PyExc_OSError);
+}
+
+static int
+would_block_errno(int err)
+{
+    return err == EAGAIN || err == EWOULDBLOCK;
+}
+
+/* Whether the exception set is a BlockingIOError; if so, it is cleared. */
+static int
+cleared_would_block(void)
+{
+    if (!PyErr_ExceptionMatches(PyExc_BlockingIOError)) {
+        return 0;
+    }
+    PyErr_Clear();
+    return 1;
+}
+
+/* The rest of the facade's _io after a first attempt that would block,
+ * whose BlockingIOError (the kernel's) is the exception set: it is raised as
+ * it is if the call gives up (_core.gives_up); otherwise the call waits and
+ * tries again until it completes, as _core.drive runs _core.retry.  Every
+ * attempt is the C method ``call`` on ``args`` (self first).
+ *
+ * ``when``/``have_when``: the call's deadline, if a wait before the first
+ * attempt (wait_first) set it. */
+static PyObject *
+retry(PyObject *self, short events, PyObject *flags, PyObject *call, PyObject *const *args, Py_ssize_t nargs,
+      int have_when, double when)
+{
+    Saved pending;
+    save_error(&pending);
+    Mode mode = {BLOCKING, 0.0};
+    int res = get_mode_now(self, &mode);
+    if (res == 0) {
+        res = gives_up(&mode, flags);
+    }
+    if (res == 1) {
+        restore_error(&pending);
+        return NULL;
+    }
+    drop_error(&pending);
+    if (res < 0) {
+        return NULL;
+    }
+    for (;;) {
+        /* _core.deadline, then the wait for the time left. */
+        double left = 0.0;
+        int forever = mode.kind == BLOCKING;
+        if (!forever) {
+            double now = monotonic();
+            if (!have_when) {
+                when = now + mode.timeout;
+                have_when = 1;
+            }
+            else if (now >= when) {
+                PyErr_SetString(PyExc_TimeoutError, "timed out");
+                return NULL;
+            }
+            left = when - now;
+        }
+        if (wait_ready(self, events, forever, left) < 0) {
+            return NULL;
+        }
+        PyObject *result = PyObject_Vectorcall(call, args, nargs, NULL);
+        if (result != NULL || !cleared_would_block()) {
+            return result;
+        }
+    }
+}
+
+/* One syscall, the facade's _io: the C method ``call`` on ``args`` (self
+   first), tried now, and after every wait again until it completes. */
+static PyObject *
+io(PyObject *self, short events, PyObject *flags, PyObject *call, PyObject *const *args, Py_ssize_t nargs,
+   int have_when, double when)
+{
+    PyObject *result = PyObject_Vectorcall(call, args, nargs, NULL);
+    if (result != NULL || !PyErr_ExceptionMatches(PyExc_BlockingIOError)) {
+        return result;
+    }
+    return retry(self, events, flags, call, args, nargs, have_when, when);
+}
+
+/* The Python method ``func`` on ``self`` and the call's own arguments: for
+   call shapes and states the fast path leaves to the reference. */
+static PyObject *
+reference(PyObject *func, PyObject *self, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames)
+{
+    Py_ssize_t nkw = kwnames == NULL ? 0 : PyTuple_GET_SIZE(kwnames);
+    PyObject *small[8];
+    PyObject **stack = small;
+    if (nargs + nkw + 1 > 8) {
+        stack = PyMem_Malloc((size_t)(nargs + nkw + 1) * sizeof(PyObject *));
+        if (stack == NULL) {
+            return PyErr_NoMemory();
+        }
+    }
+    stack[0] = self;
+    if (nargs + nkw > 0) {
+        memcpy(stack + 1, args, (size_t)(nargs + nkw) * sizeof(PyObject *));
+    }
+    PyObject *result = PyObject_Vectorcall(func, stack, (size_t)nargs + 1, kwnames);
+    if (stack != small) {
+        PyMem_Free(stack);
+    }
+    return result;
+}
+
+/* The receive hint (_core.receive_hint's count): -1 with an exception set,
+   -2 where the slot holds something other than an int. */
+static long
+get_hint(PyObject *self)
+{
+    PyObject *value = get_slot(self, hint_offset, str_hint);
+    if (value == NULL) {
+        return -1;
+    }
+    Py_ssize_t hint;
+    if (!PyLong_CheckExact(value) || !small_value(value, &hint) || hint < 0 || hint > 1000000) {
+        hint = -2;
+    }
+    Py_DECREF(value);
+    return (long)hint;
+}
+
+/* self._hint = _core.receive_hint(hint, short) */
+static int
+set_hint(PyObject *self, long hint, int is_short)
+{
+    long next = is_short ? wait_first_count : (hint ? hint - 1 : 0);
+    if (next == hint && Py_IS_TYPE(self, facade)) {
+        return 0;  /* the slot holds that int already */
+    }
+    return set_slot(self, hint_offset, str_hint, PyLong_FromLong(next));
+}
+
+/* ``not flags``: -1 with an exception set. */
+static int
+no_flags(PyObject *flags)
+{
+    if (PyLong_CheckExact(flags)) {
+        return is_zero(flags);
+    }
+    return PyObject_Not(flags);
+}
+
+/* The deadline of a call in this mode, and the wait before its first
+   attempt (_sync_socket.socket._io with ``first``). */
+static int
+first_wait(PyObject *self, short events, const Mode *mode, int *have_when, double *when)
+{
+    if (mode->kind == TIMEOUT) {
+        *when = monotonic() + mode->timeout;
+        *have_when = 1;
+    }
+    return wait_ready(self, events, mode->kind == BLOCKING, mode->timeout);
+}
+
+/* A receive that waits for readiness before its first attempt (wait_first
+ * said so: bufsize is an int > 0, there are no flags): the wait and the
+ * attempt, recv() into a new bytes object of bufsize bytes as the C method
+ * makes it, in one stretch without the GIL.  The attempt's errors are the
+ * errno's, as the C method's; a bufsize the C method would refuse (too
+ * large), or a bytes object that cannot be had, leaves the attempt to the
+ * C method, after the wait. */
+static PyObject *
+recv_waiting_first(PyObject *self, PyObject *bufsize, const Mode *mode, PyObject *flags, PyObject *const *args,
+                   Py_ssize_t nargs)
+{
+    int have_when = 0;
+    double when = 0.0;
+    int forever = mode->kind == BLOCKING;
+    if (!forever) {
+        when = monotonic() + mode->timeout;
+        have_when = 1;
+    }
+    Py_ssize_t size = PyLong_AsSsize_t(bufsize);
+    PyObject *data = size < 0 ? NULL : PyBytes_FromStringAndSize(NULL, size);
+    if (data == NULL) {
+        PyErr_Clear();
+        if (wait_ready(self, POLLIN, forever, mode->timeout) < 0) {
+            return NULL;
+        }
+        return io(self, POLLIN, flags, c_recv, args, nargs, have_when, when);
+    }
+    Span span = {PyBytes_AS_STRING(data), (size_t)size, 0};
+    Outcome out;
+    if (wait_then(self, POLLIN, forever, mode->timeout, do_recv, &span, &out) < 0) {
+        Py_DECREF(data);
+        return NULL;
+    }
+    if (out.result >= 0) {
+        if (out.result != size) {
+            _PyBytes_Resize(&data, out.result);  /* NULL with an exception set if it fails */
+        }
+        return data;
+    }
+    Py_DECREF(data);
+    if (out.err == EINTR) {
+        /* As the C method does: the handlers, then the receive again at once. */
+        if (PyErr_CheckSignals() < 0) {
+            return NULL;
+        }
+        return io(self, POLLIN, flags, c_recv, args, nargs, have_when, when);
+    }
+    set_errno_error(out.err);
+    if (!would_block_errno(out.err)) {
+        return NULL;
+    }
+    return retry(self, POLLIN, flags, c_recv, args, nargs, have_when, when);
+}
+
+/* -- the methods ------------------------------------------------------------ */
+
+PyDoc_STRVAR(recv_doc,
+"recv($self, bufsize, flags=0, /)\n--\n\n"
+"recv(buffersize[, flags]) -> data\n\n"
+"Receive up to buffersize bytes from the socket.  For the optional flags\n"
+"argument, see the Unix manual.  When no data is available, block until\n"
+"at least one byte is available or until the remote end is closed.  When\n"
+"the remote end is closed and all data is read, return the empty string.");
+
+static PyObject *
+sock_recv(PyObject *self, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames)
+{
+    if ((kwnames != NULL && PyTuple_GET_SIZE(kwnames)) || nargs < 1 || nargs > 2) {
+        return reference(py_recv, self, args, nargs, kwnames);
+    }
+    PyObject *bufsize = args[0];
+    PyObject *flags = nargs > 1 ? args[1] : zero;
+    long hint = get_hint(self);
+    if (hint == -1) {
+        return NULL;
+    }
+    if (hint == -2) {
+        return reference(py_recv, self, args, nargs, kwnames);
+    }
+    /* first = hint > 0 and _core.wait_first(hint, self._timeout, flags, bufsize) */
+    Mode mode = {BLOCKING, 0.0};
+    int first = 0;
+    if (hint > 0) {
+        int res = get_mode(self, &mode);
+        if (res == -1) {
+            return NULL;
+        }
+        if (res == -2) {
+            return reference(py_recv, self, args, nargs, kwnames);
+        }
+        first = mode.kind != NONBLOCKING && is_zero(flags) && is_positive(bufsize);
+    }
+    /* The call's own arguments: flags only if given (the same default). */
+    PyObject *stack[3] = {self, bufsize, flags};
+    PyObject *data = first ? recv_waiting_first(self, bufsize, &mode, flags, stack, nargs + 1)
+                           : io(self, POLLIN, flags, c_recv, stack, nargs + 1, 0, 0.0);
+    if (data == NULL) {
+        return NULL;
+    }
+    /* self._hint = _core.receive_hint(hint, len(data) < bufsize and not flags) */
+    int is_short;
+    Py_ssize_t want;
+    if (PyBytes_CheckExact(data) && PyLong_CheckExact(bufsize) &&
+        ((want = PyLong_AsSsize_t(bufsize)) != -1 || !PyErr_Occurred())) {
+        is_short = PyBytes_GET_SIZE(data) < want;
+    }
+    else {
+        PyErr_Clear();
+        Py_ssize_t length = PyObject_Length(data);
+        PyObject *size = length < 0 ? NULL : PyLong_FromSsize_t(length);
+        is_short = size == NULL ? -1 : PyObject_RichCompareBool(size, bufsize, Py_LT);
+        Py_XDECREF(size);
+    }
+    if (is_short > 0) {
+        is_short = no_flags(flags);
+    }
+    if (is_short < 0 || set_hint(self, hint, is_short) < 0) {
+        Py_DECREF(data);
+        return NULL;
+    }
+    return data;
+}
+
+/* _core.into_size: how many bytes recv_into(buffer, nbytes) asks for; -1
+   if the native call would refuse the arguments; -2 with an exception set
+   (a released memoryview). */
+static Py_ssize_t
+into_size(PyObject *buffer, PyObject *nbytes)
+{
+    if (!PyLong_CheckExact(nbytes)) {
+        return -1;
+    }
+    int overflow;
+    long long n = PyLong_AsLongLongAndOverflow(nbytes, &overflow);
+    if (overflow || n < 0) {
+        return -1;  /* negative, or more than any buffer holds */
+    }
+    Py_ssize_t size;
+    if (PyByteArray_CheckExact(buffer)) {
+        size = PyByteArray_GET_SIZE(buffer);
+    }
+    else if (PyMemoryView_Check(buffer)) {
+        PyMemoryViewObject *view = (PyMemoryViewObject *)buffer;
+        if ((view->flags & _Py_MEMORYVIEW_RELEASED) || (view->mbuf->flags & _Py_MANAGED_BUFFER_RELEASED)) {
+            PyErr_SetString(PyExc_ValueError, "operation forbidden on released memoryview object");
+            return -2;
+        }
+        if (view->view.readonly || !(view->flags & (_Py_MEMORYVIEW_C | _Py_MEMORYVIEW_SCALAR))) {
+            return -1;
+        }
+        size = view->view.len;
+    }
+    else {
+        return -1;
+    }
+    if (n > (long long)size) {
+        return -1;
+    }
+    return n ? (Py_ssize_t)n : size;
+}
+
+PyDoc_STRVAR(recv_into_doc,
+"recv_into($self, buffer, nbytes=0, flags=0)\n--\n\n"
+"recv_into(buffer, [nbytes[, flags]]) -> nbytes_read\n\n"
+"A version of recv() that stores its data into a buffer rather than creating\n"
+"a new string.  Receive up to buffersize bytes from the socket.  If buffersize\n"
+"is not specified (or 0), receive up to the size available in the given buffer.\n\n"
+"See recv() for documentation about the flags.");
+
+static const char *const recv_into_names[] = {"buffer", "nbytes", "flags"};
+
+static PyObject *
+sock_recv_into(PyObject *self, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames)
+{
+    /* buffer, nbytes=0, flags=0, positional or by keyword; anything else
+       is the reference's to refuse. */
+    PyObject *params[3] = {NULL, zero, zero};
+    Py_ssize_t given = nargs;  /* the native call gets the parameters up to the last one given */
+    if (nargs > 3) {
+        return reference(py_recv_into, self, args, nargs, kwnames);
+    }
+    for (Py_ssize_t i = 0; i < nargs; i++) {
+        params[i] = args[i];
+    }
+    Py_ssize_t nkw = kwnames == NULL ? 0 : PyTuple_GET_SIZE(kwnames);
+    for (Py_ssize_t i = 0; i < nkw; i++) {
+        PyObject *key = PyTuple_GET_ITEM(kwnames, i);
+        Py_ssize_t at = 0;
+        while (at < 3 && PyUnicode_CompareWithASCIIString(key, recv_into_names[at]) != 0) {
+            at++;
+        }
+        if (at == 3 || at < nargs) {
+            return reference(py_recv_into, self, args, nargs, kwnames);  /* unknown, or given twice */
+        }
+        params[at] = args[nargs + i];
+        if (at + 1 > given) {
+            given = at + 1;
+        }
+    }
+    if (params[0] == NULL) {
+        return reference(py_recv_into, self, args, nargs, kwnames);
+    }
+    PyObject *buffer = params[0], *nbytes = params[1], *flags = params[2];
+    long hint = get_hint(self);
+    if (hint == -1) {
+        return NULL;
+    }
+    if (hint == -2) {
+        return reference(py_recv_into, self, args, nargs, kwnames);
+    }
+    Py_ssize_t want = into_size(buffer, nbytes);
+    if (want == -2) {
+        return NULL;
+    }
+    /* first = hint > 0 and _core.wait_first(hint, self._timeout, flags, want) */
+    Mode mode = {BLOCKING, 0.0};
+    int first = 0;
+    if (hint > 0) {
+        int res = get_mode(self, &mode);
+        if (res == -1) {
+            return NULL;
+        }
+        if (res == -2) {
+            return reference(py_recv_into, self, args, nargs, kwnames);
+        }
+        first = mode.kind != NONBLOCKING && is_zero(flags) && want > 0;
+    }
+    int have_when = 0;
+    double when = 0.0;
+    if (first && first_wait(self, POLLIN, &mode, &have_when, &when) < 0) {
+        return NULL;
+    }
+    PyObject *stack[4] = {self, buffer, nbytes, flags};
+    PyObject *count = io(self, POLLIN, flags, c_recv_into, stack, given + 1, have_when, when);
+    if (count == NULL) {
+        return NULL;
+    }
+    /* self._hint = _core.receive_hint(hint, count < want and not flags) */
+    Py_ssize_t got = PyLong_AsSsize_t(count);
+    if (got == -1 && PyErr_Occurred()) {
+        Py_DECREF(count);
+        return NULL;
+    }
+    int is_short = got < want;
+    if (is_short) {
+        is_short = no_flags(flags);
+    }
+    if (is_short < 0 || set_hint(self, hint, is_short) < 0) {
+        Py_DECREF(count);
+        return NULL;
+    }
+    return count;
+}
+
+PyDoc_STRVAR(send_doc,
+"send($self, data, flags=0, /)\n--\n\n"
+"send(data[, flags]) -> count\n\n"
+"Send a data string to the socket.  For the optional flags\n"
+"argument, see the Unix manual.  Return the number of bytes\n"
+"sent; this may be less than len(data) if the network is busy.");
+
+static PyObject *
+sock_send(PyObject *self, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames)
+{
+    if ((kwnames != NULL && PyTuple_GET_SIZE(kwnames)) || nargs < 1 || nargs > 2) {
+        return reference(py_send, self, args, nargs, kwnames);
+    }
+    PyObject *stack[3] = {self, args[0], nargs > 1 ? args[1] : zero};
+    return io(self, POLLOUT, stack[2], c_send, stack, nargs + 1, 0, 0.0);
+}
+
+/* _core._report: the send's progress, on the exception set (which stays set). */
+static void
+report(Py_ssize_t sent)
+{
+    Saved exc;
+    save_error(&exc);
+    PyObject *count = PyLong_FromSsize_t(sent);
+    if (count != NULL && PyObject_SetAttr(exc.value, str_bytes_sent, count) == 0) {
+        Py_DECREF(count);
+        restore_error(&exc);
+        return;
+    }
+    Py_XDECREF(count);
+    chain_error(&exc);
+}
+
+/* The bytes-like ``data`` as one C-contiguous buffer, as _core.sendall
+   takes it: memoryview(data), its C-contiguity check, cast("B"). */
+static int
+get_octets(PyObject *data, Py_buffer *view)
+{
+    if (PyObject_GetBuffer(data, view, PyBUF_FULL_RO) < 0) {
+        if (PyErr_ExceptionMatches(PyExc_TypeError)) {
+            /* The stdlib's error, with nothing chained. */
+            PyErr_Clear();
+            PyErr_Format(PyExc_TypeError, "a bytes-like object is required, not '%.200s'", Py_TYPE(data)->tp_name);
+        }
+        return -1;
+    }
+    if (!PyBuffer_IsContiguous(view, 'C')) {
+        PyBuffer_Release(view);
+        PyErr_SetString(PyExc_BufferError, "memoryview: underlying buffer is not C-contiguous");
+        return -1;
+    }
+    return 0;
+}
+
+PyDoc_STRVAR(sendall_doc,
+"sendall($self, data, flags=0, /)\n--\n\n"
+"sendall(data[, flags])\n\n"
+"Send a data string to the socket.  For the optional flags\n"
+"argument, see the Unix manual.  This calls send() repeatedly\n"
+"until all data is sent.  If an error occurs, the exception it\n"
+"raises carries bytes_sent, how many bytes were sent.");
+
+static PyObject *
+sock_sendall(PyObject *self, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames)
+{
+    if ((kwnames != NULL && PyTuple_GET_SIZE(kwnames)) || nargs < 1 || nargs > 2) {
+        return reference(py_sendall, self, args, nargs, kwnames);
+    }
+    PyObject *data = args[0];
+    PyObject *flags = nargs > 1 ? args[1] : zero;
+
+    /* _core.send_first: most sends of a message complete here. */
+    PyObject *stack[3] = {self, data, flags};
+    Py_ssize_t sent = 0;
+    PyObject *result = PyObject_Vectorcall(c_send, stack, nargs + 1, NULL);
+    if (result == NULL) {
+        if (!cleared_would_block()) {
+            return NULL;
+        }
+    }
+    else {
+        sent = PyLong_AsSsize_t(result);
+        Py_DECREF(result);
+        if (sent == -1 && PyErr_Occurred()) {
+            return NULL;
+        }
+        Py_ssize_t total;
+        if (PyBytes_CheckExact(data)) {
+            total = PyBytes_GET_SIZE(data);
+        }
+        else if (PyByteArray_CheckExact(data)) {
+            total = PyByteArray_GET_SIZE(data);
+        }
+        else {
+            Py_buffer whole;  /* _core.nbytes */
+            if (PyObject_GetBuffer(data, &whole, PyBUF_FULL_RO) < 0) {
+                return NULL;
+            }
+            total = whole.len;
+            PyBuffer_Release(&whole);
+        }
+        if (sent == total) {
+            Py_RETURN_NONE;
+        }
+    }
+
+    /* The rest: _core.sendall run by _core.drive.  A short or refused send
+       means the send buffer is full, so each further attempt waits for room
+       first; every exception from here on carries bytes_sent. */
+    Mode mode = {BLOCKING, 0.0};
+    if (get_mode_now(self, &mode) < 0) {
+        return NULL;
+    }
+    int nowait = gives_up(&mode, flags);
+    if (nowait < 0) {
+        return NULL;
+    }
+    Py_buffer octets;
+    if (get_octets(data, &octets) < 0) {
+        return NULL;
+    }
+    Py_ssize_t done = sent;
+    int have_when = 0;
+    double when = 0.0;
+    /* With flags an int (or none), which the first attempt took, the further
+       sends are send() itself, as the C method makes it (its errors are the
+       errno's, its EINTR is retried at once after the handlers ran); other
+       flags objects go to the C method each time, as the Python method does. */
+    int direct = PyLong_CheckExact(flags);
+    int direct_flags = direct ? (int)PyLong_AsLong(flags) : 0;
+    for (;;) {
+        if (nowait) {
+            would_block();
+            break;
+        }
+        double left = 0.0;
+        int forever = mode.kind == BLOCKING;
+        if (!forever) {
+            double now = monotonic();
+            if (!have_when) {
+                when = now + mode.timeout;
+                have_when = 1;
+            }
+            else if (now >= when) {
+                PyErr_SetString(PyExc_TimeoutError, "timed out");
+                break;
+            }
+            left = when - now;
+        }
+        Py_ssize_t n;
+        if (direct) {
+            /* The wait and the send in one stretch without the GIL. */
+            Span span = {(char *)octets.buf + done, (size_t)(octets.len - done), direct_flags};
+            Outcome out;
+            if (wait_then(self, POLLOUT, forever, left, do_send, &span, &out) < 0) {
+                break;
+            }
+            while (out.result < 0 && out.err == EINTR) {
+                /* As the C method does: the handlers, then the send again at once. */
+                if (PyErr_CheckSignals() < 0 || wait_then(self, POLLOUT, 0, 0.0, do_send, &span, &out) < 0) {
+                    goto failed;
+                }
+            }
+            if (out.result < 0) {
+                if (would_block_errno(out.err)) {
+                    continue;
+                }
+                set_errno_error(out.err);
+                break;
+            }
+            n = out.result;
+        }
+        else {
+            if (wait_ready(self, POLLOUT, forever, left) < 0) {
+                break;
+            }
+            PyObject *rest = PyMemoryView_FromMemory((char *)octets.buf + done, octets.len - done, PyBUF_READ);
+            if (rest == NULL) {
+                break;
+            }
+            PyObject *call[3] = {self, rest, flags};
+            result = PyObject_Vectorcall(c_send, call, nargs + 1, NULL);
+            Py_DECREF(rest);
+            if (result == NULL) {
+                if (cleared_would_block()) {
+                    continue;
+                }
+                break;
+            }
+            n = PyLong_AsSsize_t(result);
+            Py_DECREF(result);
+            if (n == -1 && PyErr_Occurred()) {
+                break;
+            }
+        }
+        done += n;
+        if (done >= octets.len) {
+            PyBuffer_Release(&octets);
+            Py_RETURN_NONE;
+        }
+    }
+failed:
+    report(done);
+    PyBuffer_Release(&octets);
+    return NULL;
+}
+
+/* -- installing ------------------------------------------------------------- */
+
+static PyMethodDef recv_def = {"recv", (PyCFunction)(void (*)(void))sock_recv, METH_FASTCALL | METH_KEYWORDS, recv_doc};
+static PyMethodDef recv_into_def = {
+    "recv_into", (PyCFunction)(void (*)(void))sock_recv_into, METH_FASTCALL | METH_KEYWORDS, recv_into_doc};
+static PyMethodDef send_def = {"send", (PyCFunction)(void (*)(void))sock_send, METH_FASTCALL | METH_KEYWORDS, send_doc};
+static PyMethodDef sendall_def = {
+    "sendall", (PyCFunction)(void (*)(void))sock_sendall, METH_FASTCALL | METH_KEYWORDS, sendall_doc};
+
+/* The offset of a T_OBJECT_EX slot of ``cls``, from its member descriptor. */
+static Py_ssize_t
+slot_offset(PyTypeObject *cls, const char *name)
+{
+    PyObject *descr = PyDict_GetItemString(cls->tp_dict, name);
+    if (descr == NULL || !Py_IS_TYPE(descr, &PyMemberDescr_Type)) {
+        PyErr_Format(PyExc_TypeError, "%.200s has no slot %s", cls->tp_name, name);
+        return -1;
+    }
+    PyMemberDef *member = ((PyMemberDescrObject *)descr)->d_member;
+    if (member->type != Py_T_OBJECT_EX || (member->flags & Py_READONLY)) {
+        PyErr_Format(PyExc_TypeError, "%.200s.%s is not a writable object slot", cls->tp_name, name);
+        return -1;
+    }
+    return member->offset;
+}
+
+/* The Python function ``name`` defined by ``cls`` itself, a new reference. */
+static PyObject *
+own_function(PyTypeObject *cls, const char *name)
+{
+    PyObject *func = PyDict_GetItemString(cls->tp_dict, name);
+    if (func == NULL || !PyFunction_Check(func)) {
+        PyErr_Format(PyExc_TypeError, "%.200s.%s is not a Python function", cls->tp_name, name);
+        return NULL;
+    }
+    Py_INCREF(func);
+    return func;
+}
+
+static int
+set_once(PyObject **where, PyObject *value)
+{
+    if (value == NULL) {
+        return -1;
+    }
+    Py_XSETREF(*where, value);
+    return 0;
+}
+
+PyDoc_STRVAR(methods_doc,
+"methods($module, cls, socket_type, wait_first, /)\n--\n\n"
+"The C methods for ``cls`` (asock.sync.socket), by name, to bind to it.\n\n"
+"``cls`` subclasses ``socket_type`` (_socket.socket), keeps the mode in its\n"
+"``_timeout`` slot and the receive hint in ``_hint``, and defines the Python\n"
+"methods recv, recv_into, send and sendall: the reference implementations,\n"
+"which the C ones call for call shapes and states they leave to them.\n"
+"``wait_first`` is _core.WAIT_FIRST.  Call it before replacing the Python\n"
+"methods; a later call (a reload of the module that defines ``cls``)\n"
+"moves the C methods' state to the new class.");
+
+static PyObject *
+methods(PyObject *module, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames)
+{
+    if (nargs != 3 || (kwnames != NULL && PyTuple_GET_SIZE(kwnames))) {
+        PyErr_SetString(PyExc_TypeError, "methods(cls, socket_type, wait_first) takes 3 positional arguments");
+        return NULL;
+    }
+    PyObject *cls = args[0], *base = args[1];
+    if (!PyType_Check(cls) || !PyType_Check(base) || !PyType_IsSubtype((PyTypeObject *)cls, (PyTypeObject *)base)) {
+        PyErr_SetString(PyExc_TypeError, "methods() takes a subclass of the socket type");
+        return NULL;
+    }
+    long count = PyLong_AsLong(args[2]);
+    if (count == -1 && PyErr_Occurred()) {
+        return NULL;
+    }
+    PyTypeObject *type = (PyTypeObject *)cls;
+    Py_ssize_t timeout_at = slot_offset(type, "_timeout");
+    Py_ssize_t hint_at = timeout_at < 0 ? -1 : slot_offset(type, "_hint");
+    if (hint_at < 0) {
+        return NULL;
+    }
+    if (set_once(&py_recv, own_function(type, "recv")) < 0 ||
+        set_once(&py_recv_into, own_function(type, "recv_into")) < 0 ||
+        set_once(&py_send, own_function(type, "send")) < 0 ||
+        set_once(&py_sendall, own_function(type, "sendall")) < 0 ||
+        set_once(&c_recv, PyObject_GetAttrString(base, "recv")) < 0 ||
+        set_once(&c_recv_into, PyObject_GetAttrString(base, "recv_into")) < 0 ||
+        set_once(&c_send, PyObject_GetAttrString(base, "send")) < 0 ||
+        set_once(&c_fileno, PyObject_GetAttrString(base, "fileno")) < 0 ||
+        set_once(&str_timeout, PyUnicode_InternFromString("_timeout")) < 0 ||
+        set_once(&str_hint, PyUnicode_InternFromString("_hint")) < 0 ||
+        set_once(&str_bytes_sent, PyUnicode_InternFromString("bytes_sent")) < 0 ||
+        set_once(&zero, PyLong_FromLong(0)) < 0) {
+        return NULL;
+    }
+    PyObject *result = PyDict_New();
+    if (result == NULL) {
+        return NULL;
+    }
+    PyMethodDef *defs[] = {&recv_def, &recv_into_def, &send_def, &sendall_def};
+    for (size_t i = 0; i < sizeof(defs) / sizeof(defs[0]); i++) {
+        PyObject *descr = PyDescr_NewMethod(type, defs[i]);
+        if (descr == NULL || PyDict_SetItemString(result, defs[i]->ml_name, descr) < 0) {
+            Py_XDECREF(descr);
+            Py_DECREF(result);
+            return NULL;
+        }
+        Py_DECREF(descr);
+    }
+    Py_INCREF(type);
+    Py_XSETREF(facade, type);
+    timeout_offset = timeout_at;
+    hint_offset = hint_at;
+    wait_first_count = count;
+    return result;
+}
+
+static PyMethodDef module_methods[] = {
+    {"methods", (PyCFunction)(void (*)(void))methods, METH_FASTCALL | METH_KEYWORDS, methods_doc},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef module_def = {
+    PyModuleDef_HEAD_INIT,
+    "asock._speedups",
+    "The sync facade's hot methods in C (optional: asock/_sync_socket.py is the reference).",
+    -1,
+    module_methods,
+};
+
+PyMODINIT_FUNC
+PyInit__speedups(void)
+{
+    return PyModule_Create(&module_def);
+}
