@@ -1,6 +1,6 @@
 """Echo client: the stdlib docs' IPv4 example, in async form with asock.
 
-    python examples/echo_client.py [HOST] [PORT] [--message TEXT] [--uvloop]
+    python examples/echo_client.py [HOST] [PORT] [--message TEXT] [--uvloop | --trio]
 
 Sends the message, half-closes the connection so the server sees the end, and
 prints everything that comes back.
@@ -30,12 +30,17 @@ if __name__ == "__main__":
     parser.add_argument("host", nargs="?", default="127.0.0.1")
     parser.add_argument("port", nargs="?", type=int, default=50007)
     parser.add_argument("--message", default="Hello, world")
-    parser.add_argument("--uvloop", action="store_true", help="run on uvloop instead of asyncio's default loop")
+    loops = parser.add_mutually_exclusive_group()
+    loops.add_argument("--uvloop", action="store_true", help="run on uvloop instead of asyncio's default loop")
+    loops.add_argument("--trio", action="store_true", help="run under trio instead of asyncio")
     args = parser.parse_args()
-    coro = main(args.host, args.port, args.message.encode())
-    if args.uvloop:
+    if args.trio:
+        import trio
+
+        trio.run(main, args.host, args.port, args.message.encode())
+    elif args.uvloop:
         import uvloop
 
-        uvloop.run(coro)
+        uvloop.run(main(args.host, args.port, args.message.encode()))
     else:
-        asyncio.run(coro)
+        asyncio.run(main(args.host, args.port, args.message.encode()))

@@ -1,6 +1,6 @@
 """Echo client for IPv4 or IPv6: the stdlib docs' getaddrinfo example, async.
 
-    python examples/echo_client_dual.py [HOST] [PORT] [--message TEXT] [--uvloop]
+    python examples/echo_client_dual.py [HOST] [PORT] [--message TEXT] [--uvloop | --trio]
 
 Tries each address HOST resolves to, in order, and talks to the first that
 accepts.  ``await asock.create_connection((host, port))`` does the same in one
@@ -53,12 +53,17 @@ if __name__ == "__main__":
     parser.add_argument("host", nargs="?", default="localhost")
     parser.add_argument("port", nargs="?", type=int, default=50007)
     parser.add_argument("--message", default="Hello, world")
-    parser.add_argument("--uvloop", action="store_true", help="run on uvloop instead of asyncio's default loop")
+    loops = parser.add_mutually_exclusive_group()
+    loops.add_argument("--uvloop", action="store_true", help="run on uvloop instead of asyncio's default loop")
+    loops.add_argument("--trio", action="store_true", help="run under trio instead of asyncio")
     args = parser.parse_args()
-    coro = main(args.host, args.port, args.message.encode())
-    if args.uvloop:
+    if args.trio:
+        import trio
+
+        trio.run(main, args.host, args.port, args.message.encode())
+    elif args.uvloop:
         import uvloop
 
-        uvloop.run(coro)
+        uvloop.run(main(args.host, args.port, args.message.encode()))
     else:
-        asyncio.run(coro)
+        asyncio.run(main(args.host, args.port, args.message.encode()))

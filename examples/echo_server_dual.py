@@ -1,6 +1,6 @@
 """Echo server for IPv4 or IPv6: the stdlib docs' getaddrinfo example, async.
 
-    python examples/echo_server_dual.py [HOST] [PORT] [--once] [--uvloop]
+    python examples/echo_server_dual.py [HOST] [PORT] [--once] [--uvloop | --trio]
 
 Like the docs' version it listens on the first address HOST resolves to that
 it can bind (HOST '' means every interface).  To accept IPv4 and IPv6 on one
@@ -9,6 +9,7 @@ socket, use ``asock.create_server(addr, family=AF_INET6, dualstack_ipv6=True)``.
 
 import argparse
 import asyncio
+import signal
 import sys
 
 import asock
@@ -46,7 +47,35 @@ async def listen(host: str | None, port: int) -> asock.socket | None:
     return None
 
 
-async def main(host: str | None, port: int, once: bool) -> None:
+async def serve_with_asyncio(s: asock.socket) -> None:
+    handlers: set[asyncio.Task[None]] = set()
+    while True:
+        conn, addr = await s.accept()
+        task = asyncio.create_task(echo(conn, addr))
+        # The loop keeps only weak references to tasks.
+        handlers.add(task)
+        task.add_done_callback(handlers.discard)
+
+
+async def serve_with_trio(s: asock.socket) -> None:
+    import trio
+
+    async def accept_forever(nursery: trio.Nursery) -> None:
+        while True:
+            conn, addr = await s.accept()
+            nursery.start_soon(echo, conn, addr)
+
+    # Ctrl-C cancels the nursery (accepting and every connection), rather
+    # than interrupting whichever task happens to run.
+    with trio.open_signal_receiver(signal.SIGINT) as interrupts:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(accept_forever, nursery)
+            async for _ in interrupts:
+                nursery.cancel_scope.cancel()
+                break
+
+
+async def main(host: str | None, port: int, once: bool, use_trio: bool = False) -> None:
     s = await listen(host, port)
     if s is None:
         print("could not open socket")
@@ -57,14 +86,10 @@ async def main(host: str | None, port: int, once: bool) -> None:
         if once:
             conn, addr = await s.accept()
             await echo(conn, addr)
-            return
-        handlers = set()
-        while True:
-            conn, addr = await s.accept()
-            task = asyncio.create_task(echo(conn, addr))
-            # The loop keeps only weak references to tasks.
-            handlers.add(task)
-            task.add_done_callback(handlers.discard)
+        elif use_trio:
+            await serve_with_trio(s)
+        else:
+            await serve_with_asyncio(s)
 
 
 if __name__ == "__main__":
@@ -72,15 +97,20 @@ if __name__ == "__main__":
     parser.add_argument("host", nargs="?", default="localhost", help="'' means every interface")
     parser.add_argument("port", nargs="?", type=int, default=50007)
     parser.add_argument("--once", action="store_true", help="exit after serving one connection")
-    parser.add_argument("--uvloop", action="store_true", help="run on uvloop instead of asyncio's default loop")
+    loops = parser.add_mutually_exclusive_group()
+    loops.add_argument("--uvloop", action="store_true", help="run on uvloop instead of asyncio's default loop")
+    loops.add_argument("--trio", action="store_true", help="run under trio instead of asyncio")
     args = parser.parse_args()
-    coro = main(args.host or None, args.port, args.once)
     try:
-        if args.uvloop:
+        if args.trio:
+            import trio
+
+            trio.run(main, args.host or None, args.port, args.once, True)
+        elif args.uvloop:
             import uvloop
 
-            uvloop.run(coro)
+            uvloop.run(main(args.host or None, args.port, args.once))
         else:
-            asyncio.run(coro)
+            asyncio.run(main(args.host or None, args.port, args.once))
     except KeyboardInterrupt:
         pass

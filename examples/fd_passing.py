@@ -1,6 +1,6 @@
 """Passing an open file descriptor over a Unix socket with asock.
 
-    python examples/fd_passing.py [--uvloop]
+    python examples/fd_passing.py [--uvloop | --trio]
 
 A "keeper" task opens a file, deletes its name and hands the open descriptor
 to a "reader" task over an AF_UNIX connection (SCM_RIGHTS).  The reader has no
@@ -39,18 +39,31 @@ async def reader(path: str) -> None:
         print("File says:", repr(f.read()))
 
 
-async def main() -> None:
+async def main(use_trio: bool = False) -> None:
     with tempfile.TemporaryDirectory() as directory:
         path = os.path.join(directory, "fd.sock")
         with asock.create_server(path, family=asock.AF_UNIX) as server:
-            await asyncio.gather(keeper(server, directory), reader(path))
+            if use_trio:
+                import trio
+
+                async with trio.open_nursery() as nursery:
+                    nursery.start_soon(keeper, server, directory)
+                    nursery.start_soon(reader, path)
+            else:
+                await asyncio.gather(keeper(server, directory), reader(path))
 
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description="pass a file descriptor over a Unix socket")
-    parser.add_argument("--uvloop", action="store_true", help="run on uvloop instead of asyncio's default loop")
+    loops = parser.add_mutually_exclusive_group()
+    loops.add_argument("--uvloop", action="store_true", help="run on uvloop instead of asyncio's default loop")
+    loops.add_argument("--trio", action="store_true", help="run under trio instead of asyncio")
     args = parser.parse_args()
-    if args.uvloop:
+    if args.trio:
+        import trio
+
+        trio.run(main, True)
+    elif args.uvloop:
         import uvloop
 
         uvloop.run(main())

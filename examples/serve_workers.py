@@ -1,6 +1,6 @@
 """Several worker processes serving one port, each with its own SO_REUSEPORT listener.
 
-    python examples/serve_workers.py --workers 4 --port 8007
+    python examples/serve_workers.py --workers 4 --port 8007 [--trio]
 
 Every worker runs ``asock.serve`` on its own listening socket; the kernel
 spreads incoming connections over the listeners (Linux hashes the addresses),
@@ -12,13 +12,15 @@ process served it:
     12345 hi
 
 Ctrl-C (or SIGTERM) stops the workers gracefully: each stops accepting, lets
-its connections finish for up to two seconds, then exits.
+its connections finish for up to two seconds, then exits.  With --trio the
+workers run under trio, ``asock.serve`` in a nursery that the signal cancels.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import multiprocessing
 import os
 import signal
@@ -49,10 +51,30 @@ async def worker_main(host: str, port: int, ready: Connection) -> None:
         await stop.wait()
 
 
-def worker(host: str, port: int, ready: Connection) -> None:
+async def worker_main_trio(host: str, port: int, ready: Connection) -> None:
+    import trio
+
+    listener = asock.create_server((host, port), reuse_port=True)
+    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        async with trio.open_nursery() as nursery:
+            # Cancelling serve shuts it down gracefully, as on asyncio.
+            nursery.start_soon(functools.partial(asock.serve, answer, listener, shutdown_timeout=2.0))
+            ready.send(os.getpid())
+            ready.close()
+            async for _ in signals:
+                nursery.cancel_scope.cancel()
+                break
+
+
+def worker(host: str, port: int, ready: Connection, use_trio: bool) -> None:
     # The parent handles Ctrl-C for the whole group until the loop is up.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    asyncio.run(worker_main(host, port, ready))
+    if use_trio:
+        import trio
+
+        trio.run(worker_main_trio, host, port, ready)
+    else:
+        asyncio.run(worker_main(host, port, ready))
 
 
 def reserve_port(host: str, port: int) -> socket.socket:
@@ -76,6 +98,7 @@ def main() -> int:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8007, help="0 picks a free port")
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 2)
+    parser.add_argument("--trio", action="store_true", help="run the workers under trio instead of asyncio")
     args = parser.parse_args()
     if not hasattr(socket, "SO_REUSEPORT"):
         print("SO_REUSEPORT is not available on this platform", file=sys.stderr)
@@ -88,7 +111,7 @@ def main() -> int:
         workers = []
         for _ in range(args.workers):
             receiver, sender = context.Pipe(duplex=False)
-            process = context.Process(target=worker, args=(args.host, port, sender), daemon=True)
+            process = context.Process(target=worker, args=(args.host, port, sender, args.trio), daemon=True)
             process.start()
             sender.close()
             workers.append((process, receiver))

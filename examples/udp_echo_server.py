@@ -1,6 +1,6 @@
 """UDP echo server with asock: ``await recvfrom`` and ``await sendto``.
 
-    python examples/udp_echo_server.py [HOST] [PORT] [--once] [--uvloop]
+    python examples/udp_echo_server.py [HOST] [PORT] [--once] [--uvloop | --trio]
 
 Sends every datagram back to where it came from.  PORT 0 lets the kernel pick
 a free port; the line "Listening on HOST port N" tells which.  --once stops
@@ -32,15 +32,20 @@ if __name__ == "__main__":
     parser.add_argument("host", nargs="?", default="127.0.0.1", help="'' means every interface")
     parser.add_argument("port", nargs="?", type=int, default=50007)
     parser.add_argument("--once", action="store_true", help="exit after echoing one datagram")
-    parser.add_argument("--uvloop", action="store_true", help="run on uvloop instead of asyncio's default loop")
+    loops = parser.add_mutually_exclusive_group()
+    loops.add_argument("--uvloop", action="store_true", help="run on uvloop instead of asyncio's default loop")
+    loops.add_argument("--trio", action="store_true", help="run under trio instead of asyncio")
     args = parser.parse_args()
-    coro = main(args.host, args.port, args.once)
     try:
-        if args.uvloop:
+        if args.trio:
+            import trio
+
+            trio.run(main, args.host, args.port, args.once)
+        elif args.uvloop:
             import uvloop
 
-            uvloop.run(coro)
+            uvloop.run(main(args.host, args.port, args.once))
         else:
-            asyncio.run(coro)
+            asyncio.run(main(args.host, args.port, args.once))
     except KeyboardInterrupt:
         pass

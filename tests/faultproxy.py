@@ -13,8 +13,9 @@ directions, applying one fault to the stream from the server to the client:
   (``shutdown(SHUT_WR)``) and drop what the server sends next; bytes from the
   client still reach the server.
 
-Threads, not asyncio, so one proxy serves async clients on any loop and
-blocking clients alike; it never shares a loop with the code under test.
+Threads, not an event loop, so one proxy serves async clients on every
+backend (asyncio, uvloop, trio) and blocking clients alike; it never shares a
+loop with the code under test.
 """
 
 from __future__ import annotations

@@ -28,6 +28,7 @@ import asyncio
 import contextlib
 import errno
 import gc
+import inspect
 import os
 import socket as stdlib
 import tempfile
@@ -50,7 +51,6 @@ SETTINGS = settings(
     database=None,
 )
 ARG_ERRORS = (TypeError, ValueError, OverflowError, OSError)
-LOOP_FACTORIES = pytest.mark.parametrize("loop_factory", list(LOOPS.values()), ids=list(LOOPS))
 
 # -- strategies ----------------------------------------------------------------
 
@@ -578,35 +578,55 @@ def normalize_args(args: tuple[Any, ...]) -> list[Any]:
     return [[normalize(v) for v in a] if isinstance(a, list) else normalize(a) for a in args]
 
 
-# -- asock.socket methods, on every loop --------------------------------------------
+# -- asock.socket methods, on every backend ------------------------------------------
+#
+# asyncio's loops (the default loop, uvloop) run for the whole test; trio gets
+# a run per call (a socket binds to the trio run it is first used in, and each
+# example's sockets make one call).  No call may wait: each is bounded.
+
+CALL_BOUND = 10
 
 
-@pytest.fixture(params=list(LOOPS.values()), ids=list(LOOPS))
-def loop(request: pytest.FixtureRequest) -> Iterator[asyncio.AbstractEventLoop]:
-    loop = request.param()
+@pytest.fixture(params=[*LOOPS, "trio"])
+def runner(request: pytest.FixtureRequest) -> Iterator[Callable[[Any], Any]]:
+    """Runs what a call returned to completion if it is a coroutine; passes plain results through."""
+    if request.param == "trio":
+        yield in_trio
+        return
+    loop = LOOPS[request.param]()
     try:
-        yield loop
+        yield awaiting(loop)
     finally:
         loop.run_until_complete(loop.shutdown_default_executor())
         loop.close()
 
 
 def awaiting(loop: asyncio.AbstractEventLoop) -> Callable[[Any], Any]:
-    """Run a coroutine to completion (bounded: no call may wait), pass plain results through."""
-
     def run(result: Any) -> Any:
-        if asyncio.iscoroutine(result):
-            return loop.run_until_complete(asyncio.wait_for(result, 10))
+        if inspect.iscoroutine(result):
+            return loop.run_until_complete(asyncio.wait_for(result, CALL_BOUND))
         return result
 
     return run
 
 
+def in_trio(result: Any) -> Any:
+    if not inspect.iscoroutine(result):
+        return result
+    import trio
+
+    async def bounded() -> Any:
+        with trio.fail_after(CALL_BOUND):
+            return await result
+
+    return trio.run(bounded)
+
+
 @pytest.mark.parametrize("name", sorted(METHODS))
 @SETTINGS
 @given(args_data=st.data())
-def test_asock_method(loop: asyncio.AbstractEventLoop, name: str, args_data: Any) -> None:
-    run_method(awaiting(loop), twin_of(asock.socket), name, args_data)
+def test_asock_method(runner: Callable[[Any], Any], name: str, args_data: Any) -> None:
+    run_method(runner, twin_of(asock.socket), name, args_data)
 
 
 # -- module-level functions -----------------------------------------------------------
@@ -765,8 +785,8 @@ def listener() -> Iterator[stdlib.socket]:
 @pytest.mark.parametrize("name", sorted(FUNCTIONS))
 @SETTINGS
 @given(args_data=st.data())
-def test_asock_function(loop: asyncio.AbstractEventLoop, listener: stdlib.socket, name: str, args_data: Any) -> None:
-    run_function(asock, name, args_data, awaiting(loop), listener)
+def test_asock_function(runner: Callable[[Any], Any], listener: stdlib.socket, name: str, args_data: Any) -> None:
+    run_function(asock, name, args_data, runner, listener)
     drain_backlog(listener)
 
 

@@ -1,4 +1,5 @@
-"""The async examples run end to end, each in its own process, on both loops.
+"""The async examples run end to end, each in its own process, on every
+backend: asyncio's default loop, uvloop (``--uvloop``) and trio (``--trio``).
 
 Servers get port 0 and announce the port the kernel picked ("Listening on HOST
 port N"), which is race-free where probing for a free port first is not.  Every
@@ -25,7 +26,11 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "examples"
 
-LOOPS = [pytest.param([], id="asyncio"), pytest.param(["--uvloop"], id="uvloop")]
+LOOPS = [
+    pytest.param([], id="asyncio"),
+    pytest.param(["--uvloop"], id="uvloop"),
+    pytest.param(["--trio"], id="trio"),
+]
 
 LISTENING = re.compile(rb"Listening on (\S+) port (\d+)\n")
 
@@ -130,15 +135,17 @@ def test_echo_pair(loop: list[str]) -> None:
     assert "Closed ('127.0.0.1'" in text, text
 
 
-def test_echo_server_serves_concurrent_clients_until_interrupted() -> None:
-    with server("echo_server.py", "127.0.0.1", "0") as proc:
+@pytest.mark.parametrize("loop", LOOPS)
+@pytest.mark.parametrize("name", ["echo_server.py", "echo_server_dual.py"])
+def test_echo_server_serves_concurrent_clients_until_interrupted(name: str, loop: list[str]) -> None:
+    with server(name, "127.0.0.1", "0", *loop) as proc:
         host, port, output = wait_listening(proc)
         messages = [unique_message() for _ in range(3)]
         with contextlib.ExitStack() as stack:
             clients = [
                 stack.enter_context(
                     subprocess.Popen(
-                        _command("echo_client.py", host, str(port), "--message", message),
+                        _command("echo_client.py", host, str(port), "--message", message, *loop),
                         stdout=subprocess.PIPE,
                         stderr=subprocess.PIPE,
                         env=_env(),
@@ -185,13 +192,14 @@ def test_echo_dual_pair(loop: list[str], server_host: str, client_host: str) -> 
     assert f"Connected by ({server_host!r}" in text, text
 
 
-def test_echo_client_dual_reports_failure() -> None:
+@pytest.mark.parametrize("loop", LOOPS)
+def test_echo_client_dual_reports_failure(loop: list[str]) -> None:
     # A port nobody listens on: every address is refused, as in the docs' version.
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]  # bound but not listening: connections are refused
         done = subprocess.run(
-            _command("echo_client_dual.py", "127.0.0.1", str(port)),
+            _command("echo_client_dual.py", "127.0.0.1", str(port), *loop),
             capture_output=True,
             text=True,
             timeout=30,
@@ -235,3 +243,71 @@ def test_demo() -> None:
     assert out.count("raised TimeoutError(timed out)") == 2, out
     assert out.count("then got b'still here'") == 2, out
     assert out.count("server: client closed; echoed 262171 bytes") == 2, out
+
+
+def test_demo_on_trio() -> None:
+    out = run_example("demo.py", "--trio")
+    assert out.count("asock ") == 1, out
+    assert "on trio" in out
+    assert out.count("echo matches") == 3, out
+    assert "DIFFERS" not in out
+    assert out.count("raised TimeoutError(timed out)") == 1, out
+    assert out.count("then got b'still here'") == 1, out
+    assert out.count("server: client closed; echoed 262171 bytes") == 1, out
+
+
+SERVING = re.compile(r"serving on 127\.0\.0\.1:(\d+) with 2 workers: \[(\d+), (\d+)\]\n")
+
+
+def _stop_workers(proc: subprocess.Popen[str], workers: set[int]) -> None:
+    """Ctrl-C the parent, which stops its workers; if that fails, kill them all."""
+    if proc.poll() is not None:
+        return
+    proc.send_signal(signal.SIGINT)
+    try:
+        proc.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        for pid in (proc.pid, *workers):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        proc.wait()
+
+
+@pytest.mark.skipif(not hasattr(socket, "SO_REUSEPORT"), reason="needs SO_REUSEPORT")
+@pytest.mark.parametrize("loop", [pytest.param([], id="asyncio"), pytest.param(["--trio"], id="trio")])
+def test_serve_workers(loop: list[str]) -> None:
+    """Two worker processes share one port; Ctrl-C stops them all gracefully."""
+    workers: set[int] = set()
+    with subprocess.Popen(
+        _command("serve_workers.py", "--workers", "2", "--port", "0", *loop),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=_env(),
+        text=True,
+    ) as proc:
+        try:
+            assert proc.stdout is not None
+            line = proc.stdout.readline()
+            match = SERVING.fullmatch(line)
+            if match is None:
+                _stop_workers(proc, workers)
+                _, err = proc.communicate(timeout=10)
+                pytest.fail(f"serve_workers.py printed {line!r}\n{err}")
+            port, workers = int(match[1]), {int(match[2]), int(match[3])}
+            pids = set()
+            for i in range(32):
+                with socket.create_connection(("127.0.0.1", port), timeout=10) as conn:
+                    conn.sendall(b"hello %d\n" % i)
+                    with conn.makefile("rb") as replies:
+                        pid, text = replies.readline().split(b" ", 1)
+                    assert text == b"hello %d\n" % i
+                    pids.add(int(pid))
+            # SO_REUSEPORT spreads connections over the listeners by a hash of
+            # their addresses: with 32 connections both workers get some.
+            assert pids == workers
+            proc.send_signal(signal.SIGINT)
+            out, err = proc.communicate(timeout=30)
+        finally:
+            _stop_workers(proc, workers)
+    assert proc.returncode == 0, err
+    assert (out, err) == ("", "")

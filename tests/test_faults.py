@@ -16,11 +16,14 @@ import random
 import struct
 import threading
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any
 
+import anyio
+import anyio.abc
 import pytest
 from faultproxy import EchoServer, Fault, FaultProxy
+from helpers import cancelled_exc, settle, tasks, wait_for
 
 import asock
 
@@ -38,12 +41,14 @@ def payload(size: int, seed: int = 0) -> bytes:
 
 # -- the async side: an asock echo server and an asock client on one loop ------
 
+#: How long the echo server's handlers may take to finish once the proxy is closed.
+HANDLERS_GRACE = 10
+
 
 @contextlib.asynccontextmanager
 async def asock_echo_server() -> AsyncIterator[tuple[tuple[str, int], list[BaseException | None]]]:
     """An asock echo server; yields its address and each handler's outcome (None: clean EOF)."""
     outcomes: list[BaseException | None] = []
-    handlers: set[asyncio.Task[None]] = set()
 
     async def handle(conn: asock.socket) -> None:
         outcome: BaseException | None = None
@@ -55,45 +60,62 @@ async def asock_echo_server() -> AsyncIterator[tuple[tuple[str, int], list[BaseE
             outcome = exc
         outcomes.append(outcome)
 
-    async def accept_forever(server: asock.socket) -> None:
+    async def accept_forever(server: asock.socket, handlers: anyio.abc.TaskGroup) -> None:
         while True:
             conn, _ = await server.accept()
-            task = asyncio.create_task(handle(conn))
-            handlers.add(task)
-            task.add_done_callback(handlers.discard)
+            handlers.start_soon(handle, conn)
 
     with asock.create_server(("127.0.0.1", 0)) as server:
-        acceptor = asyncio.create_task(accept_forever(server))
-        try:
-            yield server.getsockname(), outcomes
-        finally:
-            acceptor.cancel()
-            await asyncio.gather(acceptor, return_exceptions=True)
-            if handlers:
-                # The proxy is closed by now, so every handler sees EOF or a reset.
-                await asyncio.wait_for(asyncio.gather(*handlers, return_exceptions=True), 10)
+        async with anyio.create_task_group() as handlers:
+            async with anyio.create_task_group() as accepting:
+                accepting.start_soon(accept_forever, server, handlers)
+                try:
+                    yield server.getsockname(), outcomes
+                finally:
+                    accepting.cancel_scope.cancel()
+            # The proxy is closed by now, so every handler sees EOF or a reset.
+            handlers.cancel_scope.deadline = anyio.current_time() + HANDLERS_GRACE
+        if handlers.cancel_scope.cancelled_caught:
+            pytest.fail(f"echo handlers still running {HANDLERS_GRACE} s after the proxy closed")
 
 
 async def async_exchange(
-    sock: asock.socket, data: bytes, recv: Callable[[], Any] | None = None
+    sock: asock.socket, data: bytes, recv: Callable[[], Awaitable[bytes]] | None = None
 ) -> tuple[bytes, BaseException | None, BaseException | None]:
-    """Send ``data`` while reading the echo; return (received, receive error, send error)."""
-    sender = asyncio.create_task(sock.sendall(data))
+    """Send ``data`` while reading the echo; return (received, receive error, send error).
+
+    The sender runs in a task of its own, cancelled when the reading ends
+    early; the send error is then the backend's cancellation exception.
+    """
+    send_errors: list[BaseException] = []
+    sending = anyio.CancelScope()
+
+    async def send() -> None:
+        with sending:
+            try:
+                await sock.sendall(data)
+            except Exception as exc:
+                send_errors.append(exc)
+            except cancelled_exc() as exc:
+                send_errors.append(exc)
+                raise
+
     received = bytearray()
     error: BaseException | None = None
-    try:
-        while len(received) < len(data):
-            chunk = await (recv() if recv else sock.recv(65536))
-            if not chunk:
-                break
-            received += chunk
-    except (OSError, asyncio.TimeoutError) as exc:
-        error = exc
-    if error is not None or len(received) < len(data):
-        sender.cancel()
-    (send_result,) = await asyncio.gather(sender, return_exceptions=True)
-    send_error = send_result if isinstance(send_result, BaseException) else None
-    return bytes(received), error, send_error
+    async with anyio.create_task_group() as group:
+        group.start_soon(send)
+        try:
+            while len(received) < len(data):
+                chunk = await (recv() if recv else sock.recv(65536))
+                if not chunk:
+                    break
+                received += chunk
+        # wait_for's asyncio.TimeoutError is a class of its own before Python 3.11.
+        except (OSError, asyncio.TimeoutError) as exc:
+            error = exc
+        if error is not None or len(received) < len(data):
+            sending.cancel()
+    return bytes(received), error, (send_errors[0] if send_errors else None)
 
 
 def check_server(outcomes: list[BaseException | None], allowed: tuple[type[BaseException], ...]) -> None:
@@ -154,18 +176,32 @@ async def test_reset_mid_stream() -> None:
     check_server(outcomes, RESET_ERRORS)
 
 
-@pytest.mark.parametrize("style", ["settimeout", "wait_for"])
+@pytest.mark.parametrize(
+    "style",
+    [
+        "settimeout",
+        "fail_after",
+        # asyncio's own deadline: a test of asock with asyncio itself.
+        pytest.param("wait_for", marks=pytest.mark.asyncio_only),
+    ],
+)
 async def test_stall_longer_than_timeout(style: str) -> None:
     data = payload(BULK_SIZE, 2)
     async with asock_echo_server() as (upstream, outcomes):
         with FaultProxy(upstream, Fault("stall", after=AFTER)) as proxy:
             async with await asock.create_connection(proxy.address) as sock:
+                recv: Callable[[], Awaitable[bytes]] | None = None
                 if style == "settimeout":
                     sock.settimeout(CLIENT_TIMEOUT)
-                    recv = None
+                elif style == "fail_after":
+
+                    async def recv() -> bytes:
+                        with anyio.fail_after(CLIENT_TIMEOUT):
+                            return await sock.recv(65536)
+
                 else:
 
-                    def recv() -> Any:
+                    def recv() -> Awaitable[bytes]:
                         return asyncio.wait_for(sock.recv(65536), CLIENT_TIMEOUT)
 
                 started = time.monotonic()
@@ -181,7 +217,7 @@ async def test_stall_longer_than_timeout(style: str) -> None:
                 if isinstance(send_error, TimeoutError):
                     assert 0 <= send_error.bytes_sent <= len(data)  # type: ignore[attr-defined]
                 else:
-                    assert send_error is None or isinstance(send_error, asyncio.CancelledError), send_error
+                    assert send_error is None or isinstance(send_error, cancelled_exc()), send_error
                 # The timed-out socket is still usable and still empty.
                 sock.settimeout(0.0)
                 with pytest.raises(BlockingIOError):
@@ -206,7 +242,7 @@ async def test_half_close() -> None:
                 for _ in range(500):
                     if proxy.forwarded_up == len(data) + len(extra):
                         break
-                    await asyncio.sleep(0.01)
+                    await anyio.sleep(0.01)
                 assert proxy.forwarded_up == len(data) + len(extra)
                 assert await sock.recv(100) == b""
     check_server(outcomes, RESET_ERRORS)
@@ -321,8 +357,9 @@ def test_sync_half_close(sync: Any) -> None:
 # -- after a reset or an ICMP error the socket still never hangs --------------------------
 #
 # libuv (uvloop) stops watching a descriptor for good once it reports an
-# error; these pin that asock never waits on such a dead watch.  Every wait
-# is bounded by wait_for, so a hang fails the test instead of stalling it.
+# error; these pin that asock never waits on such a dead watch (and that no
+# backend hangs there either).  Every wait is bounded by ``wait_for``, so a
+# hang fails the test instead of stalling it.
 
 GUARD = 5.0
 
@@ -343,12 +380,12 @@ async def test_recv_after_reset_does_not_hang() -> None:
     client, conn = await reset_pair()
     with client, conn:
         await conn.sendall(b"x" * 10)
-        assert await asyncio.wait_for(client.recv(100), GUARD) == b"x" * 10  # a short read
+        assert await wait_for(client.recv(100), GUARD) == b"x" * 10  # a short read
         linger_reset(conn)
         with pytest.raises(ConnectionResetError):
-            await asyncio.wait_for(client.recv(100), GUARD)
-        assert await asyncio.wait_for(client.recv(100), GUARD) == b""
-        assert await asyncio.wait_for(client.recv(100), GUARD) == b""
+            await wait_for(client.recv(100), GUARD)
+        assert await wait_for(client.recv(100), GUARD) == b""
+        assert await wait_for(client.recv(100), GUARD) == b""
 
 
 async def test_data_then_reset_does_not_hang() -> None:
@@ -356,28 +393,29 @@ async def test_data_then_reset_does_not_hang() -> None:
     client, conn = await reset_pair()
     with client, conn:
         await conn.sendall(b"a" * 10)
-        assert await asyncio.wait_for(client.recv(100), GUARD) == b"a" * 10
+        assert await wait_for(client.recv(100), GUARD) == b"a" * 10
         await conn.sendall(b"b" * 10)
         linger_reset(conn)
-        await asyncio.sleep(0.05)  # the reset is reported to the loop while nobody waits
-        got = await asyncio.wait_for(client.recv(100), GUARD)
+        await anyio.sleep(0.05)  # the reset is reported to the loop while nobody waits
+        got = await wait_for(client.recv(100), GUARD)
         assert got in (b"b" * 10, b"")
         with pytest.raises(ConnectionResetError):
-            await asyncio.wait_for(client.recv(100), GUARD)
-        assert await asyncio.wait_for(client.recv(100), GUARD) == b""
+            await wait_for(client.recv(100), GUARD)
+        assert await wait_for(client.recv(100), GUARD) == b""
 
 
 async def test_waiting_reader_woken_by_data_and_reset() -> None:
     client, conn = await reset_pair()
     with client, conn:
-        waiter = asyncio.create_task(client.recv(100))
-        await asyncio.sleep(0.05)
-        await conn.send(b"z" * 10)
-        linger_reset(conn)
-        assert await asyncio.wait_for(waiter, GUARD) == b"z" * 10
+        async with tasks() as tg:
+            waiter = tg.spawn(client.recv, 100)
+            await settle(waiter)
+            await conn.send(b"z" * 10)
+            linger_reset(conn)
+            assert await wait_for(waiter, GUARD) == b"z" * 10
         with pytest.raises(ConnectionResetError):
-            await asyncio.wait_for(client.recv(5), GUARD)
-        assert await asyncio.wait_for(client.recv(5), GUARD) == b""
+            await wait_for(client.recv(5), GUARD)
+        assert await wait_for(client.recv(5), GUARD) == b""
 
 
 async def test_udp_icmp_error_then_datagram() -> None:
@@ -388,15 +426,16 @@ async def test_udp_icmp_error_then_datagram() -> None:
     with asock.socket(asock.AF_INET, asock.SOCK_DGRAM) as sock:
         sock.bind(("127.0.0.1", 0))
         await sock.connect(("127.0.0.1", port))
-        waiter = asyncio.create_task(sock.recv(100))
-        await asyncio.sleep(0.05)
-        await sock.send(b"anyone?")  # nobody listens: ICMP port unreachable
-        with pytest.raises(ConnectionRefusedError):
-            await asyncio.wait_for(waiter, GUARD)
+        async with tasks() as tg:
+            waiter = tg.spawn(sock.recv, 100)
+            await settle(waiter)
+            await sock.send(b"anyone?")  # nobody listens: ICMP port unreachable
+            with pytest.raises(ConnectionRefusedError):
+                await wait_for(waiter, GUARD)
         with asock.socket(asock.AF_INET, asock.SOCK_DGRAM) as peer:
             peer.bind(("127.0.0.1", port))
             await peer.sendto(b"hello", sock.getsockname())
-            assert await asyncio.wait_for(sock.recv(100), GUARD) == b"hello"
+            assert await wait_for(sock.recv(100), GUARD) == b"hello"
 
 
 @pytest.mark.parametrize("timeout", [2**31 - 1, 1e9])

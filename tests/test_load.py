@@ -8,13 +8,18 @@ RLIMIT_NOFILE up to the hard limit; it cannot raise the hard limit itself
 
 from __future__ import annotations
 
-import asyncio
+import contextlib
+import functools
 import os
 import resource
 import sys
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator
 
+import anyio
+import anyio.abc
 import pytest
+from anyio.streams.buffered import BufferedByteReceiveStream
+from helpers import backend
 
 import asock
 
@@ -27,6 +32,9 @@ RESERVE = 64
 # second later.
 CONNECTS_IN_FLIGHT = 256
 BACKLOG = 4096
+#: Bounds on the whole load, and on the connection tasks' ending once the clients left.
+LOAD_SECONDS = 50
+DRAIN_SECONDS = 30
 
 
 def fd_count() -> int:
@@ -62,7 +70,6 @@ class EchoServer:
 
     def __init__(self) -> None:
         self.errors: list[BaseException] = []
-        self.handlers: set[asyncio.Task[None]] = set()
         self.live = self.peak = 0
 
     async def handle(self, conn: asock.socket) -> None:
@@ -74,20 +81,45 @@ class EchoServer:
                     await conn.sendall(data)
         except BaseException as exc:  # collected, then asserted empty
             self.errors.append(exc)
+            if not isinstance(exc, Exception):
+                raise
         finally:
             self.live -= 1
 
-    async def accept_forever(self, server: asock.socket) -> None:
+    async def accept_forever(self, server: asock.socket, handlers: anyio.abc.TaskGroup) -> None:
         while True:
             conn, _ = await server.accept()
-            task = asyncio.create_task(self.handle(conn))
-            self.handlers.add(task)
-            task.add_done_callback(self.handlers.discard)
+            handlers.start_soon(self.handle, conn)
 
-    async def drain(self) -> None:
-        """Wait until every connection's task has ended."""
-        while self.handlers:
-            await asyncio.gather(*self.handlers, return_exceptions=True)
+    @contextlib.asynccontextmanager
+    async def serving(self, server: asock.socket) -> AsyncIterator[None]:
+        """Accept and echo while the block runs; after it, wait for every connection's task to end."""
+        async with anyio.create_task_group() as handlers:
+            async with anyio.create_task_group() as accepting:
+                accepting.start_soon(self.accept_forever, server, handlers)
+                try:
+                    yield
+                finally:
+                    accepting.cancel_scope.cancel()
+            handlers.cancel_scope.deadline = anyio.current_time() + DRAIN_SECONDS
+        if handlers.cancel_scope.cancelled_caught:
+            pytest.fail(f"{self.live} connection task(s) still running {DRAIN_SECONDS} s after the clients left")
+
+
+async def gather_errors(calls: Iterable[Callable[[], Awaitable[object]]]) -> list[Exception]:
+    """Run the calls concurrently, each in a task of its own; return the errors they raised."""
+    errors: list[Exception] = []
+
+    async def run(call: Callable[[], Awaitable[object]]) -> None:
+        try:
+            await call()
+        except Exception as exc:
+            errors.append(exc)
+
+    async with anyio.create_task_group() as group:
+        for call in calls:
+            group.start_soon(run, call)
+    return errors
 
 
 async def hold_and_echo(count: int) -> None:
@@ -98,8 +130,7 @@ async def hold_and_echo(count: int) -> None:
 
     with asock.create_server(("127.0.0.1", 0), backlog=BACKLOG) as server:
         address = server.getsockname()
-        acceptor = asyncio.create_task(echo.accept_forever(server))
-        gate = asyncio.Semaphore(CONNECTS_IN_FLIGHT)
+        gate = anyio.Semaphore(CONNECTS_IN_FLIGHT)
         clients: list[asock.socket] = []
 
         async def exchange(sock: asock.socket, message: bytes) -> None:
@@ -120,30 +151,29 @@ async def hold_and_echo(count: int) -> None:
                 await exchange(sock, b"hello %d\n" % i)
 
         async def load() -> None:
-            results = await asyncio.gather(*(open_one(i) for i in range(count)), return_exceptions=True)
-            errors.extend(r for r in results if isinstance(r, BaseException))
+            errors.extend(await gather_errors(functools.partial(open_one, i) for i in range(count)))
             assert not errors, f"{len(errors)} errors while connecting, first: {errors[0]!r}"
             # Every connection is open at once, on both sides.
             assert len(clients) == count
-            while echo.live < count and not acceptor.done():
-                await asyncio.sleep(0.01)
+            while echo.live < count:
+                await anyio.sleep(0.01)
             assert echo.live == count
 
             # A second exchange on every connection while all are held.
-            results = await asyncio.gather(
-                *(exchange(sock, b"%d" % i * 100) for i, sock in enumerate(clients)), return_exceptions=True
+            errors.extend(
+                await gather_errors(
+                    functools.partial(exchange, sock, b"%d" % i * 100) for i, sock in enumerate(clients)
+                )
             )
-            errors.extend(r for r in results if isinstance(r, BaseException))
             assert not errors, f"{len(errors)} errors on open connections, first: {errors[0]!r}"
 
-        try:
-            await asyncio.wait_for(load(), 50)
-        finally:
-            for sock in clients:
-                sock.close()
-            await asyncio.wait_for(echo.drain(), 30)
-            acceptor.cancel()
-            await asyncio.gather(acceptor, return_exceptions=True)
+        async with echo.serving(server):
+            try:
+                with anyio.fail_after(LOAD_SECONDS):
+                    await load()
+            finally:
+                for sock in clients:
+                    sock.close()
 
     assert not errors, f"{len(errors)} handler errors, first: {errors[0]!r}"
     assert echo.peak == count
@@ -172,52 +202,68 @@ async def test_as_many_as_fit(nofile: int) -> None:
     await hold_and_echo(count)
 
 
-# The client side of test_ten_thousand_from_a_client_process: opens N
-# connections (all held at once), waits for the go line, echoes a distinct
-# message on every one, closes them all and reports the number of errors.
+# The client side of test_ten_thousand_from_a_client_process, on the backend
+# the test runs on (asyncio, uvloop or trio): opens N connections (all held at
+# once), waits for the go line, echoes a distinct message on every one, closes
+# them all and reports the number of errors.
 _CLIENT = r"""
-import asyncio, resource, sys
+import resource, sys
+import anyio, anyio.to_thread
 import asock
 
-port, count = int(sys.argv[1]), int(sys.argv[2])
+port, count, backend = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
 soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
 resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 
 async def main():
-    gate = asyncio.Semaphore(256)
+    gate = anyio.Semaphore(256)
     socks = []
+    failed = 0
 
     async def open_one():
+        nonlocal failed
         async with gate:
             sock = asock.socket()
             try:
                 await sock.connect(("127.0.0.1", port))
-            except BaseException:
+            except Exception:
                 sock.close()
-                raise
+                failed += 1
+                return
             socks.append(sock)
 
     async def echo(sock, i):
+        nonlocal failed
         message = b"connection %d\n" % i
-        await sock.sendall(message)
-        got = b""
-        while len(got) < len(message):
-            chunk = await sock.recv(64)
-            if not chunk:
-                raise ConnectionError("EOF")
-            got += chunk
-        if got != message:
-            raise AssertionError(got)
+        try:
+            await sock.sendall(message)
+            got = b""
+            while len(got) < len(message):
+                chunk = await sock.recv(64)
+                if not chunk:
+                    raise ConnectionError("EOF")
+                got += chunk
+            if got != message:
+                raise AssertionError(got)
+        except Exception:
+            failed += 1
 
-    results = await asyncio.gather(*(open_one() for _ in range(count)), return_exceptions=True)
-    print("OPEN", len(socks), sum(r is not None for r in results), flush=True)
-    await asyncio.get_running_loop().run_in_executor(None, sys.stdin.readline)
-    results = await asyncio.gather(*(echo(s, i) for i, s in enumerate(socks)), return_exceptions=True)
+    async with anyio.create_task_group() as group:
+        for _ in range(count):
+            group.start_soon(open_one)
+    print("OPEN", len(socks), failed, flush=True)
+    await anyio.to_thread.run_sync(sys.stdin.readline)
+    async with anyio.create_task_group() as group:
+        for i, sock in enumerate(socks):
+            group.start_soon(echo, sock, i)
     for sock in socks:
         sock.close()
-    print("DONE", sum(r is not None for r in results), flush=True)
+    print("DONE", failed, flush=True)
 
-asyncio.run(main())
+if backend == "trio":
+    anyio.run(main, backend="trio")
+else:
+    anyio.run(main, backend="asyncio", backend_options={"use_uvloop": backend == "uvloop"})
 """
 
 
@@ -235,36 +281,35 @@ async def test_ten_thousand_from_a_client_process(nofile: int) -> None:
     errors = echo.errors
 
     with asock.create_server(("127.0.0.1", 0), backlog=BACKLOG) as server:
-        acceptor = asyncio.create_task(echo.accept_forever(server))
-        client = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-c",
-            _CLIENT,
-            str(server.getsockname()[1]),
-            str(TARGET),
-            stdin=asyncio.subprocess.PIPE,
-            stdout=asyncio.subprocess.PIPE,
-            env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)},
-        )
-        try:
-            assert client.stdin is not None and client.stdout is not None
-            opened = (await asyncio.wait_for(client.stdout.readline(), 60)).split()
-            assert opened == [b"OPEN", str(TARGET).encode(), b"0"], opened
-            while echo.live < TARGET:
-                await asyncio.sleep(0.01)
-            assert echo.live == TARGET  # every connection held at once
-            client.stdin.write(b"go\n")
-            await client.stdin.drain()
-            done = (await asyncio.wait_for(client.stdout.readline(), 60)).split()
-            assert done == [b"DONE", b"0"], done
-            assert await asyncio.wait_for(client.wait(), 30) == 0
-            await asyncio.wait_for(echo.drain(), 30)
-        finally:
-            if client.returncode is None:
-                client.kill()
-                await client.wait()
-            acceptor.cancel()
-            await asyncio.gather(acceptor, return_exceptions=True)
+        async with (
+            echo.serving(server),
+            await anyio.open_process(
+                [sys.executable, "-c", _CLIENT, str(server.getsockname()[1]), str(TARGET), backend()],
+                stderr=None,
+                env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)},
+            ) as client,
+        ):
+            try:
+                assert client.stdin is not None and client.stdout is not None
+                lines = BufferedByteReceiveStream(client.stdout)
+                with anyio.fail_after(60):
+                    opened = (await lines.receive_until(b"\n", 1024)).split()
+                assert opened == [b"OPEN", str(TARGET).encode(), b"0"], opened
+                with anyio.fail_after(30):
+                    while echo.live < TARGET:
+                        await anyio.sleep(0.01)
+                assert echo.live == TARGET  # every connection held at once
+                await client.stdin.send(b"go\n")
+                with anyio.fail_after(60):
+                    done = (await lines.receive_until(b"\n", 1024)).split()
+                assert done == [b"DONE", b"0"], done
+                with anyio.fail_after(30):
+                    assert await client.wait() == 0
+            finally:
+                if client.returncode is None:
+                    client.kill()
+                    with anyio.CancelScope(shield=True):
+                        await client.wait()
     assert not errors, f"{len(errors)} handler errors, first: {errors[0]!r}"
     assert echo.peak == TARGET
     # Sockets only: uvloop keeps a pipe for child processes once one has run.

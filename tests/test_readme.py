@@ -15,7 +15,8 @@ the line before it (invisible when the README is rendered):
 - ``client``: a program that talks to the echo server on port 8007 (same
   replacement) and prints what it got back, which must be ``b'hello'``.
 - ``sock``: a snippet that runs inside a coroutine (``await`` at its top
-  level), in this process on the test's event loop, with ``asyncio``,
+  level), in this process on the test's event loop (on every backend, trio
+  included, unless it calls asyncio itself), with ``asyncio``,
   ``asock``, ``sock`` (a connected TCP asock socket over 127.0.0.1, timeout
   None, whose peer neither sends nor reads) and ``big_payload`` (64 MiB,
   more than the kernel buffers hold).  Each one gets a fresh ``sock``.  It
@@ -28,7 +29,8 @@ installing its event loop policy before the block runs, so the README's
 (``bash -n``) and must not be Python; no other kind of block is expected.
 
 The README's prose about where ``bytes_sent`` is found when asyncio's own
-timeouts or a cancellation cut a ``sendall`` short is pinned at the end.
+timeouts or a cancellation cut a ``sendall`` short is pinned at the end, with
+the same on every backend: a cancel scope, anyio's and trio's deadlines.
 """
 
 from __future__ import annotations
@@ -49,7 +51,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import anyio
 import pytest
+from helpers import backend, cancelled_exc, wait_for
 
 import asock
 
@@ -319,7 +323,27 @@ async def connected_sock() -> AsyncIterator[asock.socket]:
             yield sock
 
 
-@pytest.mark.parametrize("block", blocks("python", "sock"))
+def uses_asyncio(block: Block) -> bool:
+    """Whether a snippet calls asyncio itself (``asyncio.timeout``, ...): then it runs on asyncio's loops only."""
+    tree = ast.parse(block.source)
+    return any(isinstance(node, ast.Name) and node.id == "asyncio" for node in ast.walk(tree))
+
+
+def sock_snippets() -> list[Any]:
+    """The ``sock`` snippets; those that use asyncio's API are asyncio_only, the others run on every backend."""
+    return [
+        pytest.param(b, id=b.name, marks=[pytest.mark.asyncio_only] if uses_asyncio(b) else [])
+        for b in BLOCKS
+        if b.language == "python" and b.kind == "sock"
+    ]
+
+
+def test_some_sock_snippets_run_on_every_backend() -> None:
+    """Guards the asyncio_only marking: the plain timeout snippets do not need asyncio."""
+    assert any(not uses_asyncio(b) for b in BLOCKS if b.kind == "sock")
+
+
+@pytest.mark.parametrize("block", sock_snippets())
 async def test_sock_snippet(block: Block, capsys: pytest.CaptureFixture[str]) -> None:
     skip_if_too_old(block)
     code = compile(block.source, block.name, "exec", flags=ast.PyCF_ALLOW_TOP_LEVEL_AWAIT)
@@ -327,7 +351,7 @@ async def test_sock_snippet(block: Block, capsys: pytest.CaptureFixture[str]) ->
         namespace = {"asyncio": asyncio, "asock": asock, "sock": sock, "big_payload": BIG_PAYLOAD}
         result = eval(code, namespace)  # a coroutine if the snippet awaits at its top level
         if inspect.iscoroutine(result):
-            await asyncio.wait_for(result, 30)
+            await wait_for(result, 30)
     lines = capsys.readouterr().out.splitlines()
     assert lines, f"{block.name} printed nothing"
     for line in lines:
@@ -338,6 +362,12 @@ async def test_sock_snippet(block: Block, capsys: pytest.CaptureFixture[str]) ->
 
 
 # -- where bytes_sent is, as the README's prose says ---------------------------------
+#
+# The README speaks of asyncio's own timeouts and ``task.cancel()``: those are
+# asyncio_only.  The same guarantee on every backend (trio included): a cancel
+# scope cancelled by another task, and anyio's and trio's deadlines.
+
+ASYNCIO_ONLY = pytest.mark.asyncio_only
 
 
 async def _cut_short(how: str) -> BaseException:
@@ -358,35 +388,83 @@ async def _cut_short(how: str) -> BaseException:
             with pytest.raises(asyncio.TimeoutError) as info:
                 await asyncio.wait_for(a.sendall(BIG_PAYLOAD), 0.2)
             return info.value
-        assert how == "task.cancel"
-        caught: list[BaseException] = []
-
-        async def send() -> None:
-            try:
+        if how == "anyio.fail_after":
+            with pytest.raises(TimeoutError) as info, anyio.fail_after(0.2):
                 await a.sendall(BIG_PAYLOAD)
-            except asyncio.CancelledError as exc:
-                caught.append(exc)
-                raise
+            return info.value
+        if how == "trio.fail_after":
+            import trio
 
-        task = asyncio.create_task(send())
-        await asyncio.sleep(0.2)
-        task.cancel()
-        with pytest.raises(asyncio.CancelledError):
-            await task
+            with pytest.raises(trio.TooSlowError) as slow, trio.fail_after(0.2):
+                await a.sendall(BIG_PAYLOAD)
+            return slow.value
+        caught: list[BaseException] = []
+        if how == "task.cancel":
+
+            async def send() -> None:
+                try:
+                    await a.sendall(BIG_PAYLOAD)
+                except asyncio.CancelledError as exc:
+                    caught.append(exc)
+                    raise
+
+            task = asyncio.create_task(send())
+            await asyncio.sleep(0.2)
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+            return caught[0]
+        assert how == "cancel scope"
+        scope = anyio.CancelScope()
+
+        async def send_in_scope() -> None:
+            with scope:
+                try:
+                    await a.sendall(BIG_PAYLOAD)
+                except cancelled_exc() as exc:
+                    caught.append(exc)
+                    raise
+
+        async with anyio.create_task_group() as group:
+            group.start_soon(send_in_scope)
+            await anyio.sleep(0.2)
+            scope.cancel()
+        assert scope.cancelled_caught
         return caught[0]
 
 
-@pytest.mark.parametrize("how", ["socket timeout", "asyncio.timeout", "wait_for", "task.cancel"])
+@pytest.mark.parametrize(
+    "how",
+    [
+        "socket timeout",
+        pytest.param("asyncio.timeout", marks=ASYNCIO_ONLY),
+        pytest.param("wait_for", marks=ASYNCIO_ONLY),
+        pytest.param("task.cancel", marks=ASYNCIO_ONLY),
+        "cancel scope",
+        "anyio.fail_after",
+        "trio.fail_after",
+    ],
+)
 async def test_where_bytes_sent_is(how: str) -> None:
     if how == "asyncio.timeout" and sys.version_info < (3, 11):
         pytest.skip("asyncio.timeout is new in Python 3.11")
+    if how == "trio.fail_after" and backend() != "trio":
+        pytest.skip("trio's own deadline")
     exc = await _cut_short(how)
     if how == "socket timeout":
         # asock's own TimeoutError("timed out") carries the count.
         assert str(exc) == "timed out" and exc.__cause__ is None
         carrier = exc
-    elif how == "task.cancel":
+    elif how in ("task.cancel", "cancel scope"):
+        # The cancellation that left sendall carries it itself.
+        assert isinstance(exc, cancelled_exc())
         carrier = exc
+    elif how in ("anyio.fail_after", "trio.fail_after"):
+        # The deadline's own exception, raised while the cancellation that
+        # left sendall was handled: the count is on its __context__.
+        assert not hasattr(exc, "bytes_sent")
+        assert isinstance(exc.__context__, cancelled_exc())
+        carrier = exc.__context__
     else:
         # asyncio's TimeoutError, raised from the CancelledError that left sendall.
         assert not hasattr(exc, "bytes_sent")
