@@ -35,6 +35,8 @@ if TYPE_CHECKING:
     from ._serve import Server as Server
     from ._serve import serve as serve
     from ._serve import start_server as start_server
+    from ._ssl_socket import SSLSocket as SSLSocket
+    from ._ssl_socket import start_tls as start_tls
     from ._streams import Stream as Stream
     from ._streams import StreamReader as StreamReader
     from ._streams import StreamWriter as StreamWriter
@@ -50,6 +52,7 @@ _ASYNC_API = {
     "_connect": ("create_connection", "create_server", "fromfd", "recv_fds", "send_fds", "socketpair"),
     "_resolve": ("getaddrinfo", "getfqdn", "gethostbyaddr", "gethostbyname", "gethostbyname_ex", "getnameinfo"),
     "_serve": ("Server", "serve", "start_server"),
+    "_ssl_socket": ("SSLSocket", "start_tls"),
     "_streams": ("Stream", "StreamReader", "StreamWriter", "open_connection"),
 }
 
@@ -72,7 +75,9 @@ def _load_async_api() -> None:
 
 def __getattr__(name: str) -> object:
     # Only reached for names not set yet: the first one loads the whole async API.
-    if not name.startswith("__"):
+    # Not for private names: ``from . import _submodule`` asks here first, and
+    # must not load asyncio into ``import asock.sync``.
+    if not name.startswith("_"):
         _load_async_api()
         namespace = globals()
         if name in namespace:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import _socket
 import asyncio
 import math
+import os
 import sys
 import warnings
 import weakref
@@ -25,7 +26,7 @@ from typing import Any, ClassVar, TypeVar, overload
 
 from . import _core
 from ._base import SocketBase
-from ._core import AGAIN, READ, WRITE, BusyError, attempt
+from ._core import AGAIN, READ, WAIT_FIRST, WRITE, BusyError, attempt
 from ._resolve import resolve_address
 from ._running import trio_waiter
 
@@ -47,7 +48,7 @@ _NOSIGNAL: int = getattr(_socket, "MSG_NOSIGNAL", 0)
 # Tells sendto(data, address) from sendto(data, flags, address) even when
 # the caller passes None as the address (which the stdlib rejects).
 _NO_ADDRESS: Any = object()
-# What _now returns when the general path (_io) must take over.
+# What a hot-path step returns when the general path (_io) must take over.
 _SLOW: Any = object()
 
 # The C type's receives, called unbound: no bound method to allocate per call
@@ -75,7 +76,7 @@ def _wake(fut: asyncio.Future[None]) -> None:
 # same bit shifted left by _ENDED once the loop has let go of a registration
 # (see _Watch): that one is removed before the direction is registered again.
 # Shifted left by _ECHO, it marks a readiness report the loop is about to
-# repeat (see _on_ready).
+# repeat (see _py_on_ready_once).
 _ENDED = 2
 _ECHO = 4
 
@@ -114,7 +115,7 @@ class _WriteWatch(_Watch):
     ended = WRITE << _ENDED
 
 
-def _on_readable(watch: _Watch) -> None:
+def _py_on_readable(watch: _Watch) -> None:
     """The loop reports the descriptor readable: wake the waiting receive.
 
     A report that finds nobody waiting unregisters the direction, so an
@@ -129,8 +130,8 @@ def _on_readable(watch: _Watch) -> None:
             fut.set_result(None)
 
 
-def _on_writable(watch: _Watch) -> None:
-    """The loop reports the descriptor writable: wake the waiting send (as ``_on_readable``)."""
+def _py_on_writable(watch: _Watch) -> None:
+    """The loop reports the descriptor writable: wake the waiting send (as ``_py_on_readable``)."""
     sock = watch()
     if sock is not None:
         fut = sock._writer
@@ -140,8 +141,8 @@ def _on_writable(watch: _Watch) -> None:
             fut.set_result(None)
 
 
-def _on_ready_once(watch: _Watch) -> None:
-    """``_on_readable`` / ``_on_writable`` for asyncio's selector loops, which repeat a report.
+def _py_on_ready_once(watch: _Watch) -> None:
+    """``_py_on_readable`` / ``_py_on_writable`` for asyncio's selector loops, which repeat a report.
 
     They run the woken task one iteration later, after polling again: the
     descriptor, not yet read, is reported once more, and that repeat comes
@@ -172,6 +173,18 @@ def _ceil_ms(seconds: float) -> float:
     # early (asyncio's clock resolution); rounding up means one wake-up is
     # enough to see the deadline passed.
     return math.ceil(seconds * 1000.0) / 1000.0
+
+
+async def until(fut: asyncio.Future[None], when: float | None) -> None:
+    """Await ``fut``, or until the monotonic time ``when`` passes (None: no bound)."""
+    if when is None:
+        await fut
+        return
+    timer = fut.get_loop().call_later(_ceil_ms(when - monotonic()), _wake, fut)
+    try:
+        await fut
+    finally:
+        timer.cancel()
 
 
 class _TrioRun:
@@ -213,6 +226,19 @@ class _TrioRun:
 
     def __repr__(self) -> str:
         return f"<trio run {self._token()!r}>"
+
+
+def _on_own_loop(sock: socket) -> bool:
+    """Whether the calling task runs on the asyncio loop ``sock`` is bound to: the one check.
+
+    Before Python 3.12 (see _SLOW_LOOKUP) it asks whether that loop is running
+    in this thread, which only the running loop can be.  A trio-bound socket
+    is never on its own loop here: its _bind_loop checks the run instead.
+    """
+    loop = sock._loop
+    if _SLOW_LOOKUP:
+        return loop is not None and sock._thread == get_ident() and loop.is_running()
+    return loop is not None and loop is _get_running_loop()
 
 
 def _trio_run() -> _TrioRun | None:
@@ -305,12 +331,7 @@ class socket(SocketBase):
         bytes would land in the middle of the other call's): checked last, so
         that it also holds after the yield.
         """
-        loop = self._loop
-        if (
-            loop is None or self._thread != get_ident() or not loop.is_running()
-            if _SLOW_LOOKUP
-            else loop is None or loop is not _get_running_loop()
-        ):
+        if not _on_own_loop(self):
             self._bind_loop()
         if self._ticks >= _BUDGET:
             self._ticks = 0
@@ -398,41 +419,6 @@ class socket(SocketBase):
             if self._writing is call:
                 self._writing = None
 
-    def _now(self, flags: int, first: bool, call: Callable[..., T], args: tuple[Any, ...]) -> Any:
-        """A receive's hot path, run in the receiving coroutine's own frame.
-
-        Returns the result; or ``AGAIN`` once the read waiter is armed (the
-        caller awaits ``self._reader``, then calls again: readiness is a hint,
-        the syscall decides); or ``_SLOW`` where ``_io`` takes over: under
-        trio, in timeout mode, or when the fairness budget asks for a yield.
-        It is ``_io`` for asyncio in blocking mode, without a coroutine of its
-        own: most of an idle connection's memory, and a share of each
-        request's time.
-        """
-        if self._ticks >= _BUDGET or self._timeout is not None:
-            return _SLOW
-        self._enter(READ, call)  # binds or checks the loop (the budget is not used up)
-        if self._loop.__class__ is _TrioRun:
-            return _SLOW
-        if first and self._reader is not None and not self._reader.done():
-            first = False  # another task waits to receive: try (see _io)
-        if not first:
-            result = attempt(call, args)
-            if result is not AGAIN:
-                self._ticks += 1
-                return result
-            if flags and _core.gives_up(None, flags):
-                raise _core.would_block()
-        self._arm(READ, call)
-        return AGAIN
-
-    def _again(self, call: Callable[..., T], args: tuple[Any, ...]) -> Any:
-        """After a wake-up, ``_now``'s attempt again (the call's checks are done): the result or ``AGAIN``."""
-        result = attempt(call, args)
-        if result is AGAIN:
-            self._arm(READ, call)
-        return result
-
     async def _drive(self, op: _core.Op[T], what: Any, flags: int = 0) -> T:
         """Run a multi-step core operation, waiting on the loop between its steps."""
         try:
@@ -448,15 +434,7 @@ class socket(SocketBase):
 
             await _trio.wait(self, direction, when, what)
             return
-        fut = self._arm(direction, what)
-        if when is None:
-            await fut
-            return
-        timer = fut.get_loop().call_later(_ceil_ms(when - monotonic()), _wake, fut)
-        try:
-            await fut
-        finally:
-            timer.cancel()
+        await until(self._arm(direction, what), when)
 
     async def _yield(self) -> None:
         """Let the loop's other tasks run once (the fairness budget)."""
@@ -577,34 +555,42 @@ class socket(SocketBase):
             failure = exc
         return _core.connect_errno(failure)
 
+    # recv, recv_into and sendall: each step of the hot path is one call of
+    # a step function (_recv_now, ...: the C extension's, or their Python
+    # twins below), and the waiting happens in the method's own frame, so an
+    # idle connection holds one coroutine frame.  A step returns the result;
+    # AGAIN once the read waiter is armed (await it, then take the next step:
+    # readiness is a hint, the syscall decides); or _SLOW where the general
+    # path (_io, _drive) takes over: under trio, in timeout or non-blocking
+    # mode (receives), with a fairness yield due, on first use (which binds
+    # the loop), or with another task waiting in the same direction.
+
     async def recv(self, bufsize: int, flags: int = 0) -> bytes:
         """Receive up to ``bufsize`` bytes."""
-        first = self._hint > 0 and _core.wait_first(self._hint, self._timeout, flags, bufsize)
-        args = (self._sock, bufsize, flags)
-        data = self._now(flags, first, _c_recv, args)
+        data = _recv_now(self, bufsize, flags)
         while data is AGAIN:
             await self._reader
-            data = self._again(_c_recv, args)
+            data = _recv_again(self, bufsize, flags)
         if data is _SLOW:
-            data = await self._io(READ, flags, first, _c_recv, *args)
-        if self._hint >= 0:
-            self._hint = _core.receive_hint(self._hint, len(data) < bufsize and not flags)
+            first = self._hint > 0 and _core.wait_first(self._hint, self._timeout, flags, bufsize)
+            data = await self._io(READ, flags, first, _c_recv, self._sock, bufsize, flags)
+            if self._hint >= 0:
+                self._hint = _core.receive_hint(self._hint, len(data) < bufsize and not flags)
         result: bytes = data
         return result
 
     async def recv_into(self, buffer: _Buffer, nbytes: int = 0, flags: int = 0) -> int:
         """Receive into ``buffer``; return the number of bytes received."""
-        want = _core.into_size(buffer, nbytes)
-        first = self._hint > 0 and _core.wait_first(self._hint, self._timeout, flags, want)
-        args = (self._sock, buffer, nbytes, flags)
-        received = self._now(flags, first, _c_recv_into, args)
+        want = _into_size(buffer, nbytes)
+        received = _recv_into_now(self, buffer, nbytes, flags, want)
         while received is AGAIN:
             await self._reader
-            received = self._again(_c_recv_into, args)
+            received = _recv_into_again(self, buffer, nbytes, flags, want)
         if received is _SLOW:
-            received = await self._io(READ, flags, first, _c_recv_into, *args)
-        if self._hint >= 0:
-            self._hint = _core.receive_hint(self._hint, received < want and not flags)
+            first = self._hint > 0 and _core.wait_first(self._hint, self._timeout, flags, want)
+            received = await self._io(READ, flags, first, _c_recv_into, self._sock, buffer, nbytes, flags)
+            if self._hint >= 0:
+                self._hint = _core.receive_hint(self._hint, received < want and not flags)
         count: int = received
         return count
 
@@ -638,16 +624,19 @@ class socket(SocketBase):
 
     async def sendall(self, data: _Buffer, flags: int = 0) -> None:
         """Send all of ``data``; an interrupting exception carries ``bytes_sent``."""
+        sent = _sendall_now(self, data, flags)
+        if sent is None:
+            return
         if isinstance(flags, int):
             flags |= _NOSIGNAL  # else the native call rejects it, in the stdlib's order
-        while self._enter(WRITE, "sendall"):
-            await self._yield()
-        sock = self._sock
-        sent = _core.send_first(sock, data, flags)
-        if sent < 0:
-            self._ticks += 1
-            return
-        await self._drive(_core.sendall(sock, data, flags, sent), "sendall", flags)
+        if sent is _SLOW:
+            while self._enter(WRITE, "sendall"):
+                await self._yield()
+            sent = _core.send_first(self._sock, data, flags)
+            if sent < 0:
+                self._ticks += 1
+                return
+        await self._drive(_core.sendall(self._sock, data, flags, sent), "sendall", flags)
 
     @overload
     async def sendto(self, data: _Buffer, address: _Address, /) -> int: ...
@@ -810,3 +799,158 @@ class socket(SocketBase):
 
 #: The socket class, under the stdlib's other name for it.
 SocketType = socket
+
+
+# -- the hot path's steps ---------------------------------------------------------
+#
+# Plain functions of the socket, so that the C extension's (asock/_speedups.c)
+# can stand in for them one for one: the async methods above call whichever
+# set was chosen at import, and these Python ones stay the reference, which
+# the C ones call for every case they leave to them.  They use the core's
+# rules as they are (_core.wait_first, receive_hint, send_first): the speed
+# is the extension's to give.
+
+
+def _py_recv_now(sock: socket, bufsize: Any, flags: Any) -> Any:
+    """recv's first step: the data, or AGAIN with the read waiter armed, or _SLOW.
+
+    It is ``_io`` for asyncio in blocking mode, without a coroutine of its own.
+    """
+    if sock._ticks >= _BUDGET or sock._timeout is not None:
+        return _SLOW
+    if not _on_own_loop(sock):
+        return _SLOW  # _enter binds the loop, or raises
+    reader = sock._reader
+    if reader is not None and not reader.done():
+        return _SLOW  # another task waits to receive: _io tries, then refuses to wait
+    hint = sock._hint
+    if not (hint > 0 and _core.wait_first(hint, None, flags, bufsize)):
+        data = attempt(_c_recv, (sock._sock, bufsize, flags))
+        if data is not AGAIN:
+            sock._ticks += 1
+            if hint >= 0:
+                sock._hint = _core.receive_hint(hint, len(data) < bufsize and not flags)
+            return data
+        if flags and _core.gives_up(None, flags):
+            raise _core.would_block()
+    sock._arm(READ, _c_recv)
+    return AGAIN
+
+
+def _py_recv_again(sock: socket, bufsize: Any, flags: Any) -> Any:
+    """recv's step after a wake-up (the call's checks are done): the data, or AGAIN re-armed."""
+    data = attempt(_c_recv, (sock._sock, bufsize, flags))
+    if data is AGAIN:
+        sock._arm(READ, _c_recv)
+    elif sock._hint >= 0:
+        sock._hint = _core.receive_hint(sock._hint, len(data) < bufsize and not flags)
+    return data
+
+
+def _py_recv_into_now(sock: socket, buffer: Any, nbytes: Any, flags: Any, want: int) -> Any:
+    """recv_into's first step (as ``_py_recv_now``); ``want`` is ``_core.into_size``'s."""
+    if sock._ticks >= _BUDGET or sock._timeout is not None:
+        return _SLOW
+    if not _on_own_loop(sock):
+        return _SLOW
+    reader = sock._reader
+    if reader is not None and not reader.done():
+        return _SLOW
+    hint = sock._hint
+    if not (hint > 0 and _core.wait_first(hint, None, flags, want)):
+        received = attempt(_c_recv_into, (sock._sock, buffer, nbytes, flags))
+        if received is not AGAIN:
+            sock._ticks += 1
+            if hint >= 0:
+                sock._hint = _core.receive_hint(hint, received < want and not flags)
+            return received
+        if flags and _core.gives_up(None, flags):
+            raise _core.would_block()
+    sock._arm(READ, _c_recv_into)
+    return AGAIN
+
+
+def _py_recv_into_again(sock: socket, buffer: Any, nbytes: Any, flags: Any, want: int) -> Any:
+    """recv_into's step after a wake-up (as ``_py_recv_again``)."""
+    received = attempt(_c_recv_into, (sock._sock, buffer, nbytes, flags))
+    if received is AGAIN:
+        sock._arm(READ, _c_recv_into)
+    elif sock._hint >= 0:
+        sock._hint = _core.receive_hint(sock._hint, received < want and not flags)
+    return received
+
+
+def _py_sendall_now(sock: socket, data: Any, flags: Any) -> Any:
+    """sendall's first step: None once all of ``data`` is sent; else how many bytes
+    went (0: it would block), the rest being ``_drive``'s; or _SLOW, nothing done."""
+    if type(flags) is not int or sock._ticks >= _BUDGET or sock._writing is not None:
+        return _SLOW  # the general path yields, or refuses a second send
+    if not _on_own_loop(sock):
+        return _SLOW
+    sent = _core.send_first(sock._sock, data, flags | _NOSIGNAL)
+    if sent < 0:
+        sock._ticks += 1
+        return None
+    return sent
+
+
+#: The pure-Python steps and readiness callbacks: the reference, whichever set is in use.
+REFERENCE: dict[str, Callable[..., Any]] = {
+    "recv_now": _py_recv_now,
+    "recv_again": _py_recv_again,
+    "recv_into_now": _py_recv_into_now,
+    "recv_into_again": _py_recv_into_again,
+    "sendall_now": _py_sendall_now,
+    "into_size": _core.into_size,
+    "on_readable": _py_on_readable,
+    "on_writable": _py_on_writable,
+    "on_ready_once": _py_on_ready_once,
+}
+
+
+def _steps() -> tuple[bool, dict[str, Callable[..., Any]]]:
+    """The C extension's steps and callbacks if it is built and not disabled
+    (ASOCK_NO_EXTENSIONS=1), else the Python ones."""
+    if os.environ.get("ASOCK_NO_EXTENSIONS", "") not in ("", "0"):
+        return False, REFERENCE
+    try:
+        from . import _speedups
+    except ImportError:
+        return False, REFERENCE
+    steps = _speedups.async_steps(
+        socket,
+        REFERENCE,
+        {
+            "AGAIN": AGAIN,
+            "SLOW": _SLOW,
+            "BUDGET": _BUDGET,
+            "WAIT_FIRST": WAIT_FIRST,
+            "NOSIGNAL": _NOSIGNAL,
+            "SLOW_LOOKUP": _SLOW_LOOKUP,
+            "ECHO": _ECHO,
+            "socket_type": _socket.socket,
+            "recv": _c_recv,
+            "recv_into": _c_recv_into,
+            "get_running_loop": _get_running_loop,
+            "watches": (_ReadWatch, _WriteWatch),
+            # What a loop's create_future and is_running do unless a class
+            # or instance redefines them: the C steps do it without the call.
+            "create_future": asyncio.BaseEventLoop.create_future,
+            "is_running": asyncio.BaseEventLoop.is_running,
+            "Future": asyncio.futures.Future,
+        },
+    )
+    return True, steps
+
+
+#: Whether the hot path's steps are the C extension's (else the Python ones above).
+EXTENSION, STEPS = _steps()
+_recv_now = STEPS["recv_now"]
+_recv_again = STEPS["recv_again"]
+_recv_into_now = STEPS["recv_into_now"]
+_recv_into_again = STEPS["recv_into_again"]
+_sendall_now = STEPS["sendall_now"]
+_into_size = STEPS["into_size"]
+_on_readable = STEPS["on_readable"]
+_on_writable = STEPS["on_writable"]
+_on_ready_once = STEPS["on_ready_once"]

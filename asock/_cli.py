@@ -13,6 +13,7 @@ import concurrent.futures
 import os
 import re
 import signal
+import ssl
 import subprocess
 import sys
 import threading
@@ -68,29 +69,42 @@ def _parser() -> argparse.ArgumentParser:
         "--max-connections", type=int, default=None, metavar="N", help="serve at most N connections at once"
     )
     echo.add_argument("--uvloop", action="store_true", help="run on uvloop instead of the default asyncio loop")
+    echo.add_argument("--tls", action="store_true", help="serve TLS (needs --cert)")
+    echo.add_argument("--cert", metavar="FILE", help="the server's certificate chain (PEM), for --tls")
+    echo.add_argument("--key", metavar="FILE", help="its private key (PEM), if not in the --cert file")
 
     connect = commands.add_parser(
         "connect",
         help="connect to HOST PORT and relay stdin/stdout (like netcat)",
         description="Connect to HOST PORT; send standard input to the socket and the socket's data to standard "
-        "output.  At the end of standard input the sending half is shut down (the peer sees EOF); the command "
-        "exits when the peer closes the connection.",
+        "output.  At the end of standard input the sending half is shut down (the peer sees EOF; over TLS, "
+        "close_notify); the command exits when the peer closes the connection.",
     )
     connect.add_argument("host", metavar="HOST", help="host name or address")
     connect.add_argument("port", metavar="PORT", type=_port, help="TCP port")
     connect.add_argument("--timeout", type=float, default=None, metavar="SECONDS", help="bound the connection setup")
     connect.add_argument("--uvloop", action="store_true", help="run on uvloop instead of the default asyncio loop")
+    connect.add_argument(
+        "--tls", action="store_true", help="speak TLS, checking the server's certificate and host name"
+    )
+    connect.add_argument(
+        "--cafile", metavar="FILE", help="trust the CA certificates in FILE (PEM) instead of the system's, for --tls"
+    )
+    connect.add_argument(
+        "--insecure", action="store_true", help="with --tls, do not check the certificate or the host name"
+    )
 
     bench = commands.add_parser(
         "bench",
         usage="%(prog)s [-h] [--script SCRIPT] [BENCH_OPTION ...]",
         help="run the benchmark's quick subset and print the comparison table",
-        description="Run the quick subset of the benchmark (examples/bench/run.py from the source repository) "
-        "with a progress bar on stderr, and print its comparison table on stdout.  Other options go to the "
-        "benchmark script unchanged (e.g. --duration 2, --impl asock-uvloop; see run.py --help).",
+        description="Run the quick subset of the echo benchmark that ships with asock, with a progress bar on "
+        "stderr, and print its comparison table on stdout.  Its C load client is compiled with gcc (or $CC) on "
+        "first use, into $XDG_CACHE_HOME/asock (default ~/.cache/asock).  Other options go to the benchmark "
+        "unchanged (e.g. --duration 2, --impl asock-uvloop; see examples/bench/run.py --help).",
     )
     bench.add_argument(
-        "--script", type=Path, default=None, help="benchmark script to run (default: the repository's run.py)"
+        "--script", type=Path, default=None, help="benchmark script to run instead (default: the packaged one)"
     )
     return parser
 
@@ -107,11 +121,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         if options.command == "echo":
             if options.max_connections is not None and options.max_connections < 1:
                 raise _UsageError("--max-connections must be at least 1")
-            return _run(_echo(options.host, options.port, options.max_connections), options.uvloop)
+            context = _server_context(options.tls, options.cert, options.key)
+            return _run(_echo(options.host, options.port, options.max_connections, context), options.uvloop)
         if options.command == "connect":
             if options.timeout is not None and not options.timeout > 0:
                 raise _UsageError("--timeout must be a positive number of seconds")
-            return _run(_connect(options.host, options.port, options.timeout), options.uvloop)
+            context = _client_context(options.tls, options.cafile, options.insecure)
+            return _run(_connect(options.host, options.port, options.timeout, context), options.uvloop)
         return _bench(options.script, passthrough)
     except _UsageError as exc:
         parser.exit(2, f"{_PROG} {options.command}: error: {exc}\n")
@@ -160,6 +176,41 @@ def _run(coro: Coroutine[Any, Any, int], use_uvloop: bool) -> int:
         loop.close()
 
 
+# -- TLS -------------------------------------------------------------------
+
+
+def _server_context(tls: bool, cert: str | None, key: str | None) -> ssl.SSLContext | None:
+    if not tls:
+        if cert is not None or key is not None:
+            raise _UsageError("--cert and --key need --tls")
+        return None
+    if cert is None:
+        raise _UsageError("--tls needs --cert (and --key, unless the key is in the --cert file)")
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    try:
+        context.load_cert_chain(cert, key)
+    except (OSError, ssl.SSLError) as exc:
+        raise _Failure(f"cannot load the certificate {cert!r}{f' and key {key!r}' if key else ''}: {exc}") from None
+    return context
+
+
+def _client_context(tls: bool, cafile: str | None, insecure: bool) -> ssl.SSLContext | None:
+    if not tls:
+        if cafile is not None or insecure:
+            raise _UsageError("--cafile and --insecure need --tls")
+        return None
+    if insecure and cafile is not None:
+        raise _UsageError("--insecure checks nothing: it cannot be combined with --cafile")
+    try:
+        context = ssl.create_default_context(cafile=cafile)
+    except (OSError, ssl.SSLError) as exc:
+        raise _Failure(f"cannot load the CA certificates {cafile!r}: {exc}") from None
+    if insecure:
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    return context
+
+
 # -- echo ------------------------------------------------------------------
 
 
@@ -168,7 +219,7 @@ async def _echo_handler(conn: asock.socket) -> None:
         await conn.sendall(data)
 
 
-async def _echo(host: str, port: int, max_connections: int | None) -> int:
+async def _echo(host: str, port: int, max_connections: int | None, context: ssl.SSLContext | None = None) -> int:
     try:
         infos = await asock.getaddrinfo(host, port, 0, asock.SOCK_STREAM, 0, asock.AI_PASSIVE)
     except asock.gaierror as exc:
@@ -179,7 +230,7 @@ async def _echo(host: str, port: int, max_connections: int | None) -> int:
     except OSError as exc:
         raise _Failure(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
     bound = listener.getsockname()
-    server = await asock.start_server(_echo_handler, listener, max_connections=max_connections)
+    server = await asock.start_server(_echo_handler, listener, max_connections=max_connections, ssl=context)
     print(f"listening on {_format(bound)}", file=sys.stderr, flush=True)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -235,7 +286,11 @@ def _stdin_reader(loop: asyncio.AbstractEventLoop, queue: asyncio.Queue[bytes]) 
 async def _pump_stdin(sock: asock.socket, queue: asyncio.Queue[bytes]) -> None:
     while chunk := await queue.get():
         await sock.sendall(chunk)
-    sock.shutdown(asock.SHUT_WR)
+    if isinstance(sock, asock.SSLSocket):
+        # TLS's end of our data: close_notify, after which reading goes on.
+        await sock._send_close_notify()
+    else:
+        sock.shutdown(asock.SHUT_WR)
 
 
 async def _pump_stdout(sock: asock.socket, out: TextIO) -> None:
@@ -245,13 +300,17 @@ async def _pump_stdout(sock: asock.socket, out: TextIO) -> None:
         stdout.flush()
 
 
-async def _connect(host: str, port: int, timeout: float | None) -> int:
+async def _connect(host: str, port: int, timeout: float | None, context: ssl.SSLContext | None = None) -> int:
     try:
-        sock = await asock.create_connection((host, port), timeout=timeout)
+        sock = await asock.create_connection((host, port), timeout=timeout, ssl=context)
     except asock.gaierror as exc:
         raise _Failure(f"cannot resolve {host!r}: {exc.strerror}") from None
     except TimeoutError:
         raise _Failure(f"connecting to {host}:{port} timed out") from None
+    except ssl.SSLCertVerificationError as exc:
+        raise _Failure(f"the TLS handshake with {host}:{port} failed: {exc.verify_message}") from None
+    except ssl.SSLError as exc:
+        raise _Failure(f"the TLS handshake with {host}:{port} failed: {exc.reason or exc}") from None
     except OSError as exc:
         raise _Failure(f"cannot connect to {host}:{port}: {exc.strerror or exc}") from None
     loop = asyncio.get_running_loop()
@@ -277,18 +336,27 @@ async def _connect(host: str, port: int, timeout: float | None) -> int:
 # -- bench -----------------------------------------------------------------
 
 
-def _bench_script() -> Path:
-    return Path(asock.__file__).resolve().parent.parent / "examples" / "bench" / "run.py"
+def _bench_command(script: Path | None, args: Sequence[str]) -> list[str]:
+    """The benchmark's command line: ``script``, else the packaged benchmark with its load client built."""
+    if script is not None:
+        if not script.is_file():
+            raise _UsageError(f"the benchmark script {str(script)!r} was not found")
+        return [sys.executable, str(script), "--quick", "--progress", *args]
+    from . import _bench
+
+    # Built here, before the child starts, so that a missing compiler or
+    # OpenSSL is one line from this command rather than a benchmark failure.
+    try:
+        _bench.build_loadgen()
+        if any("-tls-" in arg for arg in args):
+            _bench.build_loadgen(tls=True)
+    except _bench.BenchError as exc:
+        raise _Failure(str(exc)) from None
+    return [*_bench.python_command("asock._bench"), "--quick", "--progress", *args]
 
 
 def _bench(script: Path | None, args: Sequence[str]) -> int:
-    path = script if script is not None else _bench_script()
-    if not path.is_file():
-        raise _UsageError(
-            f"the benchmark script {str(path)!r} was not found; it ships with asock's source repository "
-            "(examples/bench/run.py), not with an installed wheel: run this from a source checkout"
-        )
-    command = [sys.executable, str(path), "--quick", "--progress", *args]
+    command = _bench_command(script, args)
     with subprocess.Popen(command, stderr=subprocess.PIPE, text=True, bufsize=1) as child:
         assert child.stderr is not None
         bar = _ProgressBar(sys.stderr)

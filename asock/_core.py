@@ -81,6 +81,7 @@ __all__ = [
     "parse_timeout",
     "receive_hint",
     "replayable",
+    "report_sent",
     "retry",
     "run_sync",
     "send_first",
@@ -325,7 +326,7 @@ def run_sync(coro: Coroutine[Any, Any, T]) -> T:
 # -- operations -------------------------------------------------------------------
 
 
-def _report(exc: BaseException, sent: int) -> None:
+def report_sent(exc: BaseException, sent: int) -> None:
     """Attach a send's progress to the exception that interrupts it (the stdlib cannot tell)."""
     exc.bytes_sent = sent  # type: ignore[attr-defined]  # asock's own attribute, on any exception
 
@@ -386,7 +387,7 @@ def sendall(sock: _socket.socket, data: Any, flags: int = 0, sent: int | None = 
                     return
                 pending = would_block()
         except BaseException as exc:
-            _report(exc, done)
+            report_sent(exc, done)
             raise
 
 
@@ -538,7 +539,7 @@ def sendfile_zero_copy(
             sent += n
         return sent
     except BaseException as exc:
-        _report(exc, sent)
+        report_sent(exc, sent)
         raise
     finally:
         if sent and _seekable(file):
@@ -576,7 +577,7 @@ def sendfile_by_send(
                     yield WRITE, pending
         return sent
     except BaseException as exc:
-        _report(exc, sent)
+        report_sent(exc, sent)
         raise
     finally:
         # read() ran ahead of what was sent: back to just past the last byte

@@ -929,7 +929,7 @@ sock_send(PyObject *self, PyObject *const *args, Py_ssize_t nargs, PyObject *kwn
     return io(self, POLLOUT, stack[2], c_send, stack, nargs + 1, 0, 0.0);
 }
 
-/* _core._report: the send's progress, on the exception set (which stays set). */
+/* _core.report_sent: the send's progress, on the exception set (which stays set). */
 static void
 report(Py_ssize_t sent)
 {
@@ -1237,8 +1237,906 @@ methods(PyObject *module, PyObject *const *args, Py_ssize_t nargs, PyObject *kwn
     return result;
 }
 
+/* -- the async socket's hot path --------------------------------------------
+ *
+ * asock.socket's recv, recv_into and sendall stay coroutines in Python
+ * (asock/_async_socket.py), and do their waiting in their own frame; each
+ * of their steps is one call of a step function, these C ones or their
+ * Python twins there (_py_recv_now, ...), which stay the reference.  A C
+ * step does what its twin does for the hot case, with the socket's slots
+ * read and written in place and the syscall made directly on the
+ * descriptor; every other case (an argument, a state or a class it does not
+ * expect) it hands to the twin, before anything has happened, so both give
+ * the same outcome by construction.
+ *
+ * The syscalls run with the GIL held: the descriptor is always non-blocking,
+ * so they never wait, and releasing and retaking the GIL would cost more
+ * than the call.  What a failed one raises is what the C method raises: the
+ * errno's error (PyErr_SetFromErrno), or after EINTR the signal handlers'
+ * exception, else the syscall again.
+ *
+ * Nothing here imports asyncio: async_steps() is handed what it needs by
+ * asock/_async_socket.py, at that module's import.
+ */
+
+/* _core.READ / WRITE, and the _watching bits of _async_socket (_ENDED, _ECHO). */
+#define A_READ 1
+#define A_WRITE 2
+static int a_echo_shift;
+
+static PyTypeObject *async_type;  /* asock.socket */
+static PyObject *c_socket_type;   /* _socket.socket */
+static PyObject *small_ints[3];   /* 0, READ, WRITE */
+static Py_ssize_t a_fd, a_hint, a_loop, a_reader, a_reading, a_sock, a_thread, a_ticks, a_timeout, a_watching,
+    a_writer, a_writing;
+static PyObject *a_again, *a_slow;     /* _core.AGAIN, _async_socket._SLOW */
+static long a_budget, a_wait_first, a_nosignal;
+static int a_slow_lookup;              /* _async_socket._SLOW_LOOKUP */
+static PyObject *a_c_recv, *a_c_recv_into;  /* what a read waiter names (_reading) */
+static PyObject *a_get_running_loop;
+static PyTypeObject *read_watch_type, *write_watch_type;
+static PyObject *base_create_future, *base_is_running, *future_type, *kw_loop;
+/* The twins. */
+static PyObject *tw_recv_now, *tw_recv_again, *tw_recv_into_now, *tw_recv_into_again, *tw_sendall_now,
+    *tw_on_readable, *tw_on_writable, *tw_on_ready_once;
+static PyObject *str_create_future, *str_is_running, *str_thread_id, *str_done, *str_set_result, *str_arm,
+    *str_unwatch;
+
+/* The names whose meaning a subclass could change: the slots the steps
+   read and write, and the method they do inline. */
+static const char *const async_names[] = {
+    "_fd", "_hint", "_loop", "_reader", "_reading", "_sock", "_thread", "_ticks", "_timeout", "_watching",
+    "_writer", "_writing", "_arm", NULL};
+
+/* Subclasses of asock.socket found to keep every one of async_names as it
+   is (held, so that a type freed and another allocated at its address
+   cannot pass for it). */
+#define KNOWN_SUBCLASSES 8
+static PyTypeObject *known_subclasses[KNOWN_SUBCLASSES];
+
+static int
+same_as_base(PyTypeObject *type)
+{
+    if (!PyType_IsSubtype(type, async_type) || type->tp_getattro != async_type->tp_getattro ||
+        type->tp_setattro != async_type->tp_setattro) {
+        return 0;
+    }
+    for (const char *const *name = async_names; *name != NULL; name++) {
+        PyObject *key = PyUnicode_InternFromString(*name);
+        if (key == NULL) {
+            PyErr_Clear();
+            return 0;
+        }
+        int same = _PyType_Lookup(type, key) == _PyType_Lookup(async_type, key);
+        Py_DECREF(key);
+        if (!same) {
+            return 0;
+        }
+    }
+    return 1;
+}
+
+/* Whether the steps may read ``self``'s slots in place: an asock.socket, or
+   an instance of a subclass that keeps every slot and _arm as they are. */
+static int
+known(PyObject *self)
+{
+    PyTypeObject *type = Py_TYPE(self);
+    if (type == async_type) {
+        return 1;
+    }
+    for (int i = 0; i < KNOWN_SUBCLASSES && known_subclasses[i] != NULL; i++) {
+        if (known_subclasses[i] == type) {
+            return 1;
+        }
+    }
+    if (!same_as_base(type)) {
+        return 0;
+    }
+    for (int i = 0; i < KNOWN_SUBCLASSES; i++) {
+        if (known_subclasses[i] == NULL) {
+            Py_INCREF(type);
+            known_subclasses[i] = type;
+            break;
+        }
+    }
+    return 1;
+}
+
+/* A slot's value, borrowed; NULL if unset. */
+#define SLOT(self, offset) (*(PyObject **)((char *)(self) + (offset)))
+
+/* self.<slot> = value (a new reference, stolen; NULL: -1, the error set). */
+static int
+put(PyObject *self, Py_ssize_t offset, PyObject *value)
+{
+    if (value == NULL) {
+        return -1;
+    }
+    PyObject **slot = (PyObject **)((char *)self + offset);
+    PyObject *old = *slot;
+    *slot = value;
+    Py_XDECREF(old);
+    return 0;
+}
+
+/* An int slot's value, if it holds a small exact int. */
+static inline int
+int_slot(PyObject *self, Py_ssize_t offset, Py_ssize_t *value)
+{
+    PyObject *v = SLOT(self, offset);
+    return v != NULL && PyLong_CheckExact(v) && small_value(v, value);
+}
+
+/* The twin ``func`` on the step's own arguments. */
+static PyObject *
+twin(PyObject *func, PyObject *const *args, Py_ssize_t nargs)
+{
+    return PyObject_Vectorcall(func, args, nargs, NULL);
+}
+
+/* fut.done(): 1, 0, or -1 with an exception set. */
+static int
+future_done(PyObject *fut)
+{
+    PyObject *res = PyObject_VectorcallMethod(str_done, &fut, 1 | PY_VECTORCALL_ARGUMENTS_OFFSET, NULL);
+    if (res == NULL) {
+        return -1;
+    }
+    int done = PyObject_IsTrue(res);
+    Py_DECREF(res);
+    return done;
+}
+
+/* ``waiter is not None and not waiter.done()``: 1, 0, or -1. */
+static int
+waiting(PyObject *waiter)
+{
+    if (waiter == NULL || waiter == Py_None) {
+        return 0;
+    }
+    int done = future_done(waiter);
+    return done < 0 ? -1 : !done;
+}
+
+/* Looks up loop.<name>: 1 when it is the function ``base`` of the loop's
+   class (nothing shadows it), else 0 with *callable what to call, a new
+   reference (taking the loop as its first argument where *unbound is
+   set); -1 with an exception set.  As a method call looks it up: no bound
+   method is made where the class's own function is found. */
+static int
+find_method(PyObject *loop, PyObject *name, PyObject *base, PyObject **callable, int *unbound)
+{
+    PyObject *meth = NULL;
+#if PY_VERSION_HEX < 0x030D0000
+    *unbound = _PyObject_GetMethod(loop, name, &meth);
+#else
+    *unbound = 0;
+    meth = PyObject_GetAttr(loop, name);
+    if (meth != NULL && PyMethod_Check(meth) && PyMethod_GET_SELF(meth) == loop) {
+        PyObject *func = Py_NewRef(PyMethod_GET_FUNCTION(meth));
+        Py_SETREF(meth, func);
+        *unbound = 1;
+    }
+#endif
+    *callable = NULL;
+    if (meth == NULL) {
+        return -1;
+    }
+    if (*unbound && meth == base) {
+        Py_DECREF(meth);
+        return 1;
+    }
+    *callable = meth;
+    return 0;
+}
+
+/* loop.<name>(), found by find_method. */
+static PyObject *
+call_found(PyObject *loop, PyObject *callable, int unbound)
+{
+    PyObject *result = unbound ? PyObject_Vectorcall(callable, &loop, 1, NULL) : PyObject_CallNoArgs(callable);
+    Py_DECREF(callable);
+    return result;
+}
+
+/* loop.create_future(): asyncio's own is futures.Future(loop=self), made
+   here without the Python-level call. */
+static PyObject *
+new_future(PyObject *loop)
+{
+    PyObject *callable;
+    int unbound;
+    int plain = find_method(loop, str_create_future, base_create_future, &callable, &unbound);
+    if (plain < 0) {
+        return NULL;
+    }
+    if (plain) {
+        PyObject *args[2] = {NULL, loop};
+        return PyObject_Vectorcall(future_type, args + 1, 0 | PY_VECTORCALL_ARGUMENTS_OFFSET, kw_loop);
+    }
+    return call_found(loop, callable, unbound);
+}
+
+/* bool(loop.is_running()): asyncio's own is ``self._thread_id is not None``. */
+static int
+loop_is_running(PyObject *loop)
+{
+    PyObject *callable;
+    int unbound;
+    int plain = find_method(loop, str_is_running, base_is_running, &callable, &unbound);
+    if (plain < 0) {
+        return -1;
+    }
+    PyObject *res = plain ? PyObject_GetAttr(loop, str_thread_id) : call_found(loop, callable, unbound);
+    if (res == NULL) {
+        return -1;
+    }
+    int running = plain ? res != Py_None : PyObject_IsTrue(res);
+    Py_DECREF(res);
+    return running;
+}
+
+/* _enter's check that the call runs on the socket's bound loop, without
+   binding it (where it fails, the twins' _SLOW has _enter do it): 1, 0, or
+   -1 with an exception set. */
+static int
+on_its_loop(PyObject *self)
+{
+    PyObject *loop = SLOT(self, a_loop);
+    if (loop == NULL || loop == Py_None) {
+        return 0;
+    }
+    if (!a_slow_lookup) {
+        PyObject *running = PyObject_Vectorcall(a_get_running_loop, NULL, 0, NULL);
+        if (running == NULL) {
+            return -1;
+        }
+        int same = running == loop;
+        Py_DECREF(running);
+        return same;
+    }
+    /* self._thread == get_ident() and loop.is_running() */
+    PyObject *thread = SLOT(self, a_thread);
+    if (thread == NULL || !PyLong_CheckExact(thread)) {
+        return 0;
+    }
+    unsigned long ident = PyLong_AsUnsignedLong(thread);
+    if (ident == (unsigned long)-1 && PyErr_Occurred()) {
+        PyErr_Clear();  /* (not an ident: never this thread's) */
+        return 0;
+    }
+    if (ident != PyThread_get_thread_ident()) {
+        return 0;
+    }
+    return loop_is_running(loop);
+}
+
+/* _arm(direction, what), inline where nothing stands in the way (the
+   descriptor open, no waiter, the direction registered); else the method,
+   which registers, or raises as it raises.  0, or -1 with an exception set. */
+static int
+arm(PyObject *self, int direction, PyObject *what, int checked)
+{
+    Py_ssize_t fd, watching;
+    Py_ssize_t waiter_at = direction == A_READ ? a_reader : a_writer;
+    /* ``checked``: the caller found no waiter, and nothing ran since. */
+    int busy = checked ? 0 : waiting(SLOT(self, waiter_at));
+    if (busy < 0) {
+        return -1;
+    }
+    PyObject *loop = SLOT(self, a_loop);
+    if (busy || loop == NULL || loop == Py_None || !int_slot(self, a_fd, &fd) || fd < 0 ||
+        !int_slot(self, a_watching, &watching) || !(watching & direction)) {
+        PyObject *args[3] = {self, direction == A_READ ? small_ints[A_READ] : small_ints[A_WRITE], what};
+        PyObject *fut = PyObject_VectorcallMethod(str_arm, args, 3, NULL);
+        Py_XDECREF(fut);
+        return fut == NULL ? -1 : 0;
+    }
+    PyObject *fut = new_future(loop);
+    if (fut == NULL) {
+        return -1;
+    }
+    put(self, waiter_at, fut);
+    Py_INCREF(what);
+    put(self, direction == A_READ ? a_reading : a_writing, what);
+    Py_INCREF(small_ints[0]);
+    put(self, a_ticks, small_ints[0]);
+    return 0;
+}
+
+/* -1, or the ticks and the hint when the receive steps can take the call
+   (the mode blocking, the budget not used up, the slots as they set them). */
+static int
+receive_state(PyObject *self, Py_ssize_t *ticks, Py_ssize_t *hint)
+{
+    PyObject *sock = SLOT(self, a_sock);
+    if (!int_slot(self, a_ticks, ticks) || !int_slot(self, a_hint, hint) || SLOT(self, a_timeout) != Py_None ||
+        sock == NULL || !PyObject_TypeCheck(sock, (PyTypeObject *)c_socket_type)) {
+        return -1;
+    }
+    return 0;
+}
+
+/* recv(fd, bufsize) into a new bytes object, as the C method makes it: the
+   data; NULL with *again set when it would block; NULL with an exception
+   set. */
+static PyObject *
+recv_bytes(PyObject *sock, Py_ssize_t size, int *again)
+{
+    int fd = socket_fd(sock);
+    if (fd == -2) {
+        return NULL;
+    }
+    PyObject *data = PyBytes_FromStringAndSize(NULL, size);
+    if (data == NULL) {
+        return NULL;
+    }
+    for (;;) {
+        Py_ssize_t n = recv(fd, PyBytes_AS_STRING(data), (size_t)size, 0);
+        if (n >= 0) {
+            if (n != size) {
+                _PyBytes_Resize(&data, n);
+            }
+            return data;
+        }
+        int err = errno;
+        if (err == EINTR) {
+            if (PyErr_CheckSignals() < 0) {
+                break;
+            }
+            continue;
+        }
+        if (would_block_errno(err)) {
+            *again = 1;
+        }
+        else {
+            set_errno_error(err);
+        }
+        break;
+    }
+    Py_DECREF(data);
+    return NULL;
+}
+
+/* recv_into's syscall into ``view``'s first ``size`` bytes: the count as an
+   int; NULL with *again set when it would block; NULL with an exception. */
+static PyObject *
+recv_buffer(PyObject *sock, char *buf, Py_ssize_t size, int *again)
+{
+    int fd = socket_fd(sock);
+    if (fd == -2) {
+        return NULL;
+    }
+    for (;;) {
+        Py_ssize_t n = recv(fd, buf, (size_t)size, 0);
+        if (n >= 0) {
+            return PyLong_FromSsize_t(n);
+        }
+        int err = errno;
+        if (err == EINTR) {
+            if (PyErr_CheckSignals() < 0) {
+                return NULL;
+            }
+            continue;
+        }
+        if (would_block_errno(err)) {
+            *again = 1;
+            return NULL;
+        }
+        set_errno_error(err);
+        return NULL;
+    }
+}
+
+/* self._hint = _core.receive_hint(hint, short), where hint >= 0. */
+static void
+update_hint(PyObject *self, Py_ssize_t hint, int is_short)
+{
+    if (hint < 0) {
+        return;
+    }
+    Py_ssize_t next = is_short ? a_wait_first : (hint ? hint - 1 : 0);
+    if (next != hint) {
+        put(self, a_hint, PyLong_FromSsize_t(next));  /* a small int: cannot fail */
+    }
+}
+
+/* A positive exact int that fits: its value, else 0. */
+static Py_ssize_t
+positive(PyObject *v)
+{
+    Py_ssize_t n;
+    if (!PyLong_CheckExact(v)) {
+        return 0;
+    }
+    if (small_value(v, &n)) {
+        return n > 0 ? n : 0;
+    }
+    n = PyLong_AsSsize_t(v);
+    if (n == -1 && PyErr_Occurred()) {
+        PyErr_Clear();
+        return 0;
+    }
+    return n > 0 ? n : 0;
+}
+
+/* The readiness checks every first step makes, in the twin's order: 1 when
+   the step goes on, 0 when it returns _SLOW, -1 with an exception set. */
+static int
+may_go_on(PyObject *self, Py_ssize_t ticks)
+{
+    if (ticks >= a_budget) {
+        return 0;
+    }
+    int res = on_its_loop(self);
+    if (res <= 0) {
+        return res;
+    }
+    res = waiting(SLOT(self, a_reader));
+    return res < 0 ? -1 : !res;
+}
+
+static PyObject *
+step_recv_now(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    Py_ssize_t ticks, hint, size;
+    if (nargs != 3 || !known(args[0]) || !is_zero(args[2]) || (size = positive(args[1])) == 0 ||
+        receive_state(args[0], &ticks, &hint) < 0) {
+        return twin(tw_recv_now, args, nargs);
+    }
+    PyObject *self = args[0];
+    int res = may_go_on(self, ticks);
+    if (res <= 0) {
+        return res < 0 ? NULL : Py_NewRef(a_slow);
+    }
+    if (hint <= 0) {
+        int again = 0;
+        PyObject *data = recv_bytes(SLOT(self, a_sock), size, &again);
+        if (data != NULL) {
+            put(self, a_ticks, PyLong_FromSsize_t(ticks + 1));
+            update_hint(self, hint, PyBytes_GET_SIZE(data) < size);
+            return data;
+        }
+        if (!again) {
+            return NULL;
+        }
+    }
+    if (arm(self, A_READ, a_c_recv, 1) < 0) {
+        return NULL;
+    }
+    return Py_NewRef(a_again);
+}
+
+static PyObject *
+step_recv_again(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    Py_ssize_t ticks, hint, size;
+    if (nargs != 3 || !known(args[0]) || !is_zero(args[2]) || (size = positive(args[1])) == 0 ||
+        receive_state(args[0], &ticks, &hint) < 0) {
+        return twin(tw_recv_again, args, nargs);
+    }
+    PyObject *self = args[0];
+    int again = 0;
+    PyObject *data = recv_bytes(SLOT(self, a_sock), size, &again);
+    if (data != NULL) {
+        update_hint(self, hint, PyBytes_GET_SIZE(data) < size);
+        return data;
+    }
+    if (!again || arm(self, A_READ, a_c_recv, 0) < 0) {
+        return NULL;
+    }
+    return Py_NewRef(a_again);
+}
+
+/* The buffer recv_into's native call would write to, as it takes it ("w*"),
+   and how many bytes it asks for: 0, or -1 where the step leaves the call
+   to the twin (nothing set). */
+static int
+into_view(PyObject *buffer, PyObject *nbytes, Py_buffer *view, Py_ssize_t *size)
+{
+    Py_ssize_t n;
+    if (!PyLong_CheckExact(nbytes) || !small_value(nbytes, &n) || n < 0) {
+        return -1;
+    }
+    if (PyObject_GetBuffer(buffer, view, PyBUF_WRITABLE) < 0) {
+        PyErr_Clear();
+        return -1;
+    }
+    *size = n ? n : view->len;
+    if (!PyBuffer_IsContiguous(view, 'C') || n > view->len || *size == 0) {
+        PyBuffer_Release(view);  /* (an empty receive: the native call's own rules) */
+        return -1;
+    }
+    return 0;
+}
+
+/* recv_into's steps: args are (self, buffer, nbytes, flags, want). */
+static int
+into_args(PyObject *const *args, Py_ssize_t nargs, Py_ssize_t *ticks, Py_ssize_t *hint, Py_ssize_t *want)
+{
+    if (nargs != 5 || !known(args[0]) || !is_zero(args[3]) || !PyLong_CheckExact(args[4]) ||
+        !small_value(args[4], want) || receive_state(args[0], ticks, hint) < 0) {
+        return -1;
+    }
+    return 0;
+}
+
+static PyObject *
+into_attempt(PyObject *self, PyObject *const *args, Py_ssize_t hint, Py_ssize_t want, Py_ssize_t ticks, int *again,
+             int *left)
+{
+    Py_buffer view;
+    Py_ssize_t size;
+    if (into_view(args[1], args[2], &view, &size) < 0) {
+        *left = 1;
+        return NULL;
+    }
+    PyObject *count = recv_buffer(SLOT(self, a_sock), (char *)view.buf, size, again);
+    PyBuffer_Release(&view);
+    if (count != NULL) {
+        if (ticks >= 0) {  /* a first attempt: it counts towards the budget */
+            put(self, a_ticks, PyLong_FromSsize_t(ticks + 1));
+        }
+        update_hint(self, hint, PyLong_AsSsize_t(count) < want);
+    }
+    return count;
+}
+
+static PyObject *
+step_recv_into_now(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    Py_ssize_t ticks, hint, want;
+    if (into_args(args, nargs, &ticks, &hint, &want) < 0) {
+        return twin(tw_recv_into_now, args, nargs);
+    }
+    PyObject *self = args[0];
+    int res = may_go_on(self, ticks);
+    if (res <= 0) {
+        return res < 0 ? NULL : Py_NewRef(a_slow);
+    }
+    if (!(hint > 0 && want > 0)) {
+        int again = 0, left = 0;
+        PyObject *count = into_attempt(self, args, hint, want, ticks, &again, &left);
+        if (count != NULL || (!again && !left)) {
+            return count;
+        }
+        if (left) {
+            /* A buffer the step leaves to the native call: the twin from
+               the start (the checks so far have changed nothing). */
+            return twin(tw_recv_into_now, args, nargs);
+        }
+    }
+    if (arm(self, A_READ, a_c_recv_into, 1) < 0) {
+        return NULL;
+    }
+    return Py_NewRef(a_again);
+}
+
+static PyObject *
+step_recv_into_again(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    Py_ssize_t ticks, hint, want;
+    if (into_args(args, nargs, &ticks, &hint, &want) < 0) {
+        return twin(tw_recv_into_again, args, nargs);
+    }
+    PyObject *self = args[0];
+    int again = 0, left = 0;
+    PyObject *count = into_attempt(self, args, hint, want, -1, &again, &left);
+    if (count != NULL || (!again && !left)) {
+        return count;
+    }
+    if (left) {
+        return twin(tw_recv_into_again, args, nargs);
+    }
+    if (arm(self, A_READ, a_c_recv_into, 0) < 0) {
+        return NULL;
+    }
+    return Py_NewRef(a_again);
+}
+
+static PyObject *
+step_sendall_now(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    Py_ssize_t ticks, flags;
+    PyObject *self, *sock;
+    if (nargs != 3 || !known(self = args[0]) || !PyLong_CheckExact(args[2]) || !small_value(args[2], &flags) ||
+        flags < INT_MIN || flags > INT_MAX || !int_slot(self, a_ticks, &ticks) ||
+        (sock = SLOT(self, a_sock)) == NULL || !PyObject_TypeCheck(sock, (PyTypeObject *)c_socket_type)) {
+        return twin(tw_sendall_now, args, nargs);
+    }
+    PyObject *writing = SLOT(self, a_writing);
+    if (ticks >= a_budget || writing == NULL || writing != Py_None) {
+        return writing == NULL ? twin(tw_sendall_now, args, nargs) : Py_NewRef(a_slow);
+    }
+    /* The data as the native call takes it ("y*"); what it would refuse, the twin has it refuse. */
+    Py_buffer view;
+    if (PyObject_GetBuffer(args[1], &view, PyBUF_SIMPLE) < 0) {
+        PyErr_Clear();
+        return twin(tw_sendall_now, args, nargs);
+    }
+    if (!PyBuffer_IsContiguous(&view, 'C')) {
+        PyBuffer_Release(&view);
+        return twin(tw_sendall_now, args, nargs);
+    }
+    int res = on_its_loop(self);
+    if (res <= 0) {
+        PyBuffer_Release(&view);
+        return res < 0 ? NULL : Py_NewRef(a_slow);
+    }
+    int fd = socket_fd(sock);
+    if (fd == -2) {
+        PyBuffer_Release(&view);
+        return NULL;
+    }
+    Py_ssize_t sent;
+    for (;;) {
+        sent = send(fd, view.buf, (size_t)view.len, (int)(flags | a_nosignal));
+        if (sent >= 0) {
+            break;
+        }
+        int err = errno;
+        if (err == EINTR) {
+            if (PyErr_CheckSignals() < 0) {
+                PyBuffer_Release(&view);
+                return NULL;
+            }
+            continue;
+        }
+        PyBuffer_Release(&view);
+        if (would_block_errno(err)) {
+            return Py_NewRef(small_ints[0]);
+        }
+        set_errno_error(err);
+        return NULL;
+    }
+    Py_ssize_t total = view.len;
+    PyBuffer_Release(&view);
+    if (sent == total) {
+        put(self, a_ticks, PyLong_FromSsize_t(ticks + 1));
+        Py_RETURN_NONE;
+    }
+    return PyLong_FromSsize_t(sent);
+}
+
+/* The readiness callbacks: _on_readable, _on_writable, _on_ready_once. */
+static PyObject *
+on_ready(PyObject *watch, int direction, int once, PyObject *reference)
+{
+    if (!PyWeakref_Check(watch)) {
+        return PyObject_CallOneArg(reference, watch);
+    }
+#if PY_VERSION_HEX >= 0x030D0000
+    PyObject *sock;
+    if (PyWeakref_GetRef(watch, &sock) < 0) {
+        return NULL;
+    }
+    if (sock == NULL) {
+        Py_RETURN_NONE;
+    }
+#else
+    PyObject *sock = PyWeakref_GetObject(watch);
+    if (sock == NULL) {
+        return NULL;
+    }
+    if (sock == Py_None) {
+        Py_RETURN_NONE;
+    }
+    Py_INCREF(sock);
+#endif
+    PyObject *result = NULL;
+    Py_ssize_t watching;
+    if (!known(sock) || !int_slot(sock, a_watching, &watching)) {
+        result = PyObject_CallOneArg(reference, watch);
+        goto done;
+    }
+    Py_ssize_t echo = (Py_ssize_t)direction << a_echo_shift;
+    if (once && (watching & echo)) {
+        put(sock, a_watching, PyLong_FromSsize_t(watching & ~echo));
+        result = Py_NewRef(Py_None);
+        goto done;
+    }
+    PyObject *fut = SLOT(sock, direction == A_READ ? a_reader : a_writer);
+    int busy = waiting(fut);
+    if (busy < 0) {
+        goto done;
+    }
+    if (!busy) {
+        PyObject *args[2] = {sock, small_ints[direction]};
+        result = PyObject_VectorcallMethod(str_unwatch, args, 2, NULL);
+        goto done;
+    }
+    PyObject *args[2] = {fut, Py_None};
+    result = PyObject_VectorcallMethod(str_set_result, args, 2, NULL);
+    if (result != NULL && once) {
+        put(sock, a_watching, PyLong_FromSsize_t(watching | echo));
+    }
+done:
+    Py_DECREF(sock);
+    return result;
+}
+
+static PyObject *
+on_readable(PyObject *module, PyObject *watch)
+{
+    return on_ready(watch, A_READ, 0, tw_on_readable);
+}
+
+static PyObject *
+on_writable(PyObject *module, PyObject *watch)
+{
+    return on_ready(watch, A_WRITE, 0, tw_on_writable);
+}
+
+static PyObject *
+on_ready_once(PyObject *module, PyObject *watch)
+{
+    if (Py_IS_TYPE(watch, read_watch_type)) {
+        return on_ready(watch, A_READ, 1, tw_on_ready_once);
+    }
+    if (Py_IS_TYPE(watch, write_watch_type)) {
+        return on_ready(watch, A_WRITE, 1, tw_on_ready_once);
+    }
+    return PyObject_CallOneArg(tw_on_ready_once, watch);
+}
+
+/* _core.into_size. */
+static PyObject *
+step_into_size(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 2) {
+        PyErr_SetString(PyExc_TypeError, "into_size() takes 2 positional arguments");
+        return NULL;
+    }
+    Py_ssize_t size = into_size(args[0], args[1]);
+    return size == -2 ? NULL : PyLong_FromSsize_t(size);
+}
+
+/* -- installing the async steps ---------------------------------------------- */
+
+static PyMethodDef async_defs[] = {
+    {"recv_now", (PyCFunction)(void (*)(void))step_recv_now, METH_FASTCALL, NULL},
+    {"recv_again", (PyCFunction)(void (*)(void))step_recv_again, METH_FASTCALL, NULL},
+    {"recv_into_now", (PyCFunction)(void (*)(void))step_recv_into_now, METH_FASTCALL, NULL},
+    {"recv_into_again", (PyCFunction)(void (*)(void))step_recv_into_again, METH_FASTCALL, NULL},
+    {"sendall_now", (PyCFunction)(void (*)(void))step_sendall_now, METH_FASTCALL, NULL},
+    {"into_size", (PyCFunction)(void (*)(void))step_into_size, METH_FASTCALL, NULL},
+    {"on_readable", on_readable, METH_O, NULL},
+    {"on_writable", on_writable, METH_O, NULL},
+    {"on_ready_once", on_ready_once, METH_O, NULL},
+};
+
+/* A new reference to mapping[key]; KeyError if it is missing. */
+static PyObject *
+item(PyObject *mapping, const char *key)
+{
+    PyObject *value = PyDict_GetItemString(mapping, key);  /* borrowed */
+    if (value == NULL) {
+        if (!PyErr_Occurred()) {
+            PyErr_Format(PyExc_KeyError, "%s", key);
+        }
+        return NULL;
+    }
+    return Py_NewRef(value);
+}
+
+static int
+long_item(PyObject *mapping, const char *key, long *value)
+{
+    PyObject *v = item(mapping, key);
+    if (v == NULL) {
+        return -1;
+    }
+    *value = PyLong_AsLong(v);
+    Py_DECREF(v);
+    return *value == -1 && PyErr_Occurred() ? -1 : 0;
+}
+
+PyDoc_STRVAR(async_steps_doc,
+"async_steps($module, cls, reference, constants, /)\n--\n\n"
+"The C hot-path steps and readiness callbacks for ``cls`` (asock.socket), by name.\n\n"
+"``reference`` holds their Python twins under the same names (the C ones\n"
+"call them for every case they leave to them); ``constants`` what they\n"
+"share with asock/_async_socket.py.  A later call replaces the state.");
+
+static PyObject *
+async_steps(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 3 || !PyType_Check(args[0]) || !PyDict_Check(args[1]) || !PyDict_Check(args[2])) {
+        PyErr_SetString(PyExc_TypeError, "async_steps(cls, reference, constants) takes a class and two dicts");
+        return NULL;
+    }
+    PyTypeObject *type = (PyTypeObject *)args[0];
+    PyObject *ref = args[1], *consts = args[2];
+    Py_ssize_t offsets[12];
+    Py_ssize_t *targets[12] = {&a_fd, &a_hint, &a_loop, &a_reader, &a_reading, &a_sock, &a_thread, &a_ticks,
+                               &a_timeout, &a_watching, &a_writer, &a_writing};
+    for (int i = 0; i < 12; i++) {
+        offsets[i] = slot_offset(type, async_names[i]);
+        if (offsets[i] < 0) {
+            return NULL;
+        }
+    }
+    long budget, wait_first, nosignal, slow_lookup, echo;
+    PyObject *watches = NULL;
+    if (long_item(consts, "BUDGET", &budget) < 0 || long_item(consts, "WAIT_FIRST", &wait_first) < 0 ||
+        long_item(consts, "NOSIGNAL", &nosignal) < 0 || long_item(consts, "SLOW_LOOKUP", &slow_lookup) < 0 ||
+        long_item(consts, "ECHO", &echo) < 0 || set_once(&a_again, item(consts, "AGAIN")) < 0 ||
+        set_once(&a_slow, item(consts, "SLOW")) < 0 || set_once(&a_c_recv, item(consts, "recv")) < 0 ||
+        set_once(&a_c_recv_into, item(consts, "recv_into")) < 0 ||
+        set_once(&a_get_running_loop, item(consts, "get_running_loop")) < 0 ||
+        set_once(&base_create_future, item(consts, "create_future")) < 0 ||
+        set_once(&base_is_running, item(consts, "is_running")) < 0 ||
+        set_once(&future_type, item(consts, "Future")) < 0 ||
+        set_once(&c_socket_type, item(consts, "socket_type")) < 0 ||
+        set_once(&c_fileno, PyObject_GetAttrString(c_socket_type, "fileno")) < 0 ||
+        set_once(&tw_recv_now, item(ref, "recv_now")) < 0 || set_once(&tw_recv_again, item(ref, "recv_again")) < 0 ||
+        set_once(&tw_recv_into_now, item(ref, "recv_into_now")) < 0 ||
+        set_once(&tw_recv_into_again, item(ref, "recv_into_again")) < 0 ||
+        set_once(&tw_sendall_now, item(ref, "sendall_now")) < 0 ||
+        set_once(&tw_on_readable, item(ref, "on_readable")) < 0 ||
+        set_once(&tw_on_writable, item(ref, "on_writable")) < 0 ||
+        set_once(&tw_on_ready_once, item(ref, "on_ready_once")) < 0 ||
+        set_once(&kw_loop, Py_BuildValue("(s)", "loop")) < 0 ||
+        set_once(&str_create_future, PyUnicode_InternFromString("create_future")) < 0 ||
+        set_once(&str_is_running, PyUnicode_InternFromString("is_running")) < 0 ||
+        set_once(&str_thread_id, PyUnicode_InternFromString("_thread_id")) < 0 ||
+        set_once(&str_done, PyUnicode_InternFromString("done")) < 0 ||
+        set_once(&str_set_result, PyUnicode_InternFromString("set_result")) < 0 ||
+        set_once(&str_arm, PyUnicode_InternFromString("_arm")) < 0 ||
+        set_once(&str_unwatch, PyUnicode_InternFromString("_unwatch")) < 0 ||
+        set_once(&small_ints[0], PyLong_FromLong(0)) < 0 || set_once(&small_ints[1], PyLong_FromLong(A_READ)) < 0 ||
+        set_once(&small_ints[2], PyLong_FromLong(A_WRITE)) < 0 || (watches = item(consts, "watches")) == NULL) {
+        return NULL;
+    }
+    if (!PyTuple_Check(watches) || PyTuple_GET_SIZE(watches) != 2 || !PyType_Check(PyTuple_GET_ITEM(watches, 0)) ||
+        !PyType_Check(PyTuple_GET_ITEM(watches, 1)) || !PyType_Check(c_socket_type)) {
+        Py_DECREF(watches);
+        PyErr_SetString(PyExc_TypeError, "async_steps(): watches must be two classes, socket_type a class");
+        return NULL;
+    }
+    Py_XSETREF(read_watch_type, (PyTypeObject *)Py_NewRef(PyTuple_GET_ITEM(watches, 0)));
+    Py_XSETREF(write_watch_type, (PyTypeObject *)Py_NewRef(PyTuple_GET_ITEM(watches, 1)));
+    Py_DECREF(watches);
+    PyObject *result = PyDict_New();
+    if (result == NULL) {
+        return NULL;
+    }
+    PyObject *name = PyModule_GetNameObject(module);
+    if (name == NULL) {
+        Py_DECREF(result);
+        return NULL;
+    }
+    for (size_t i = 0; i < sizeof(async_defs) / sizeof(async_defs[0]); i++) {
+        PyObject *func = PyCFunction_NewEx(&async_defs[i], NULL, name);
+        if (func == NULL || PyDict_SetItemString(result, async_defs[i].ml_name, func) < 0) {
+            Py_XDECREF(func);
+            Py_DECREF(name);
+            Py_DECREF(result);
+            return NULL;
+        }
+        Py_DECREF(func);
+    }
+    Py_DECREF(name);
+    for (int i = 0; i < KNOWN_SUBCLASSES; i++) {
+        Py_CLEAR(known_subclasses[i]);
+    }
+    Py_INCREF(type);
+    Py_XSETREF(async_type, type);
+    for (int i = 0; i < 12; i++) {
+        *targets[i] = offsets[i];
+    }
+    a_budget = budget;
+    a_wait_first = wait_first;
+    a_nosignal = nosignal;
+    a_slow_lookup = (int)slow_lookup;
+    a_echo_shift = (int)echo;
+    return result;
+}
+
 static PyMethodDef module_methods[] = {
     {"methods", (PyCFunction)(void (*)(void))methods, METH_FASTCALL | METH_KEYWORDS, methods_doc},
+    {"async_steps", (PyCFunction)(void (*)(void))async_steps, METH_FASTCALL, async_steps_doc},
     {NULL, NULL, 0, NULL},
 };
 

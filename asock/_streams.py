@@ -16,6 +16,7 @@ from typing import Any
 
 from ._async_socket import socket
 from ._connect import create_connection
+from ._ssl_socket import SSLSocket
 
 __all__ = ["Stream", "StreamReader", "StreamWriter", "open_connection"]
 
@@ -178,22 +179,42 @@ class StreamWriter:
     sendall = write
 
     def can_write_eof(self) -> bool:
-        """Always True: a socket can shut down its sending half."""
-        return True
+        """True, except over TLS (as asyncio's TLS transports)."""
+        return not isinstance(self._sock, SSLSocket)
 
     def write_eof(self) -> None:
-        """Shut down the sending half (``shutdown(SHUT_WR)``); reading goes on."""
+        """Shut down the sending half (``shutdown(SHUT_WR)``); reading goes on.
+
+        Over TLS it raises ``NotImplementedError``, as asyncio's does: a shut
+        down socket would cut the TLS stream without close_notify.
+        """
+        if isinstance(self._sock, SSLSocket):
+            raise NotImplementedError("write_eof() is not supported over TLS")
         self._sock.shutdown(_stdlib.SHUT_WR)
 
     def get_extra_info(self, name: str, default: Any = None) -> Any:
-        """``"socket"``, ``"peername"`` or ``"sockname"``, as asyncio's transports offer them."""
+        """As asyncio's transports: ``"socket"``, ``"peername"``, ``"sockname"``; over TLS also
+        ``"ssl_object"`` (the ``asock.SSLSocket``), ``"peercert"``, ``"cipher"``, ``"compression"``,
+        ``"sslcontext"``."""
+        sock = self._sock
         try:
             if name == "socket":
-                return self._sock
+                return sock
             if name == "peername":
-                return self._sock.getpeername()
+                return sock.getpeername()
             if name == "sockname":
-                return self._sock.getsockname()
+                return sock.getsockname()
+            if isinstance(sock, SSLSocket):
+                if name == "ssl_object":
+                    return sock
+                if name == "peercert":
+                    return sock.getpeercert()
+                if name == "cipher":
+                    return sock.cipher()
+                if name == "compression":
+                    return sock.compression()
+                if name == "sslcontext":
+                    return sock.context
         except OSError:
             pass
         return default
@@ -207,8 +228,14 @@ class StreamWriter:
         self._sock.close()
 
     async def aclose(self) -> None:
-        """Close the socket; for ``async with`` and anyio-style code."""
-        self._sock.close()
+        """Close the socket; for ``async with`` and anyio-style code.
+
+        Over TLS, close_notify is sent first (``SSLSocket.aclose()``).
+        """
+        if isinstance(self._sock, SSLSocket):
+            await self._sock.aclose()
+        else:
+            self._sock.close()
 
     async def wait_closed(self) -> None:
         """Return at once: ``close()`` has already closed the socket."""
@@ -228,7 +255,7 @@ class Stream(StreamReader, StreamWriter):
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
-        self.close()
+        await self.aclose()
 
     def __repr__(self) -> str:
         return f"<asock.Stream {self._sock!r}, {len(self._buffer)} bytes buffered>"
@@ -240,8 +267,8 @@ async def open_connection(
     """Connect to ``(host, port)`` and return ``(reader, writer)``, as ``asyncio.open_connection``.
 
     The remaining keyword arguments go to ``asock.create_connection``
-    (``timeout``, ``source_address``, ``happy_eyeballs_delay``, ...).  Closing
-    the writer closes the connection.
+    (``timeout``, ``source_address``, ``happy_eyeballs_delay``, ``ssl``,
+    ``server_hostname``, ...).  Closing the writer closes the connection.
     """
     sock = await create_connection((host, port), **kwargs)
     return StreamReader(sock, limit=limit), StreamWriter(sock)

@@ -29,6 +29,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "ServerKit",
+    "Signal",
     "call_soon_threadsafe",
     "call_within",
     "checkpoint",
@@ -38,6 +39,8 @@ __all__ = [
     "race",
     "run_in_thread",
     "wait",
+    "wait_signal",
+    "wake_all",
 ]
 
 T = TypeVar("T")
@@ -110,7 +113,9 @@ async def wait(sock: socket, direction: int, when: float | None, what: Any) -> N
             with trio.move_on_at(_trio_time(when)):
                 await waiter(fd)
     except trio.ClosedResourceError:
-        closed = True
+        # From close(), or from wake_all() on a socket still open: then a
+        # wake-up like any other (the caller looks again).
+        closed = sock._fd < 0
     finally:
         marker.finished = True
     if closed:
@@ -128,6 +133,48 @@ class _Waiting:
 
     def done(self) -> bool:
         return self.finished
+
+
+def wake_all(sock: socket) -> None:
+    """Wake every task waiting on the open socket's descriptor, to look again."""
+    trio.lowlevel.notify_closing(sock._fd)
+
+
+class Signal:
+    """A one-shot wake-up with an asyncio future's ``done`` / ``set_result`` / ``set_exception``.
+
+    It stands where a future would, for waits that are not on the descriptor
+    (TLS waiting for another task's progress).  The waiter looks at the
+    socket again when woken, so an exception only wakes it.
+    """
+
+    __slots__ = ("event",)
+
+    def __init__(self) -> None:
+        self.event = trio.Event()
+
+    def done(self) -> bool:
+        return self.event.is_set()
+
+    def set_result(self, result: None) -> None:
+        self.event.set()
+
+    def set_exception(self, exc: BaseException) -> None:
+        self.event.set()
+
+
+async def wait_signal(sock: socket, signal: Signal, when: float | None) -> None:
+    """Wait until ``signal`` is set or ``when`` passes; EBADF once the socket is closed."""
+    try:
+        if when is None:
+            await signal.event.wait()
+        else:
+            with trio.move_on_at(_trio_time(when)):
+                await signal.event.wait()
+    finally:
+        signal.event.set()  # done, however it ended
+    if sock._fd < 0:
+        raise _core.closed_error()
 
 
 def notify_closing(sock: socket) -> None:

@@ -38,7 +38,7 @@ _LOCALHOST_V6: str = getattr(_stdlib, "_LOCALHOST_V6")  # noqa: B009
 __all__ = list(_stdlib.__all__)
 
 
-def socketpair(family: int | None = None, type: int = SOCK_STREAM, proto: int = 0) -> tuple[socket, socket]:  # type: ignore[no-redef]  # noqa: F405
+def socketpair(family: int | None = None, type: int = SOCK_STREAM, proto: int = 0) -> tuple[socket, socket]:  # type: ignore[no-redef]  # replaces the star-imported stdlib one  # noqa: F405
     """socketpair([family[, type[, proto]]]) -> (socket object, socket object)
 
     A connected pair, AF_UNIX unless told otherwise.
@@ -46,13 +46,13 @@ def socketpair(family: int | None = None, type: int = SOCK_STREAM, proto: int = 
     return make_socketpair(socket, family, type, proto)
 
 
-def fromfd(fd: int, family: int, type: int, proto: int = 0) -> socket:  # type: ignore[no-redef]
+def fromfd(fd: int, family: int, type: int, proto: int = 0) -> socket:  # type: ignore[no-redef]  # replaces the star-imported stdlib one
     """fromfd(fd, family, type[, proto]) -> socket object on a duplicate of ``fd``."""
     result: socket = make_fromfd(socket, fd, family, type, proto)
     return result
 
 
-def create_server(  # type: ignore[no-redef]
+def create_server(  # type: ignore[no-redef]  # replaces the star-imported stdlib one
     address: Any,
     *,
     family: int = AF_INET,  # noqa: F405
@@ -67,7 +67,7 @@ def create_server(  # type: ignore[no-redef]
     return result
 
 
-def create_connection(  # type: ignore[no-redef]
+def create_connection(  # type: ignore[no-redef]  # replaces the star-imported stdlib one
     address: tuple[str | None, int | str],
     timeout: float | None = _GLOBAL_DEFAULT_TIMEOUT,
     source_address: Any = None,

@@ -23,6 +23,7 @@ ASYNC_OWN = {
     "getfqdn",
     "send_fds",
     "recv_fds",
+    "start_tls",
 }
 #: asock's own plain callables: they hand out asock sockets.
 PLAIN_OWN = {"socket", "SocketType", "socketpair", "fromfd", "create_server"}
@@ -37,6 +38,8 @@ ADDITIONS = {
     "StreamReader",
     "StreamWriter",
     "open_connection",
+    # TLS
+    "SSLSocket",
 }
 
 
@@ -95,6 +98,31 @@ def test_socket_class() -> None:
         assert not inspect.iscoroutinefunction(getattr(asock.socket, name)), name
     for name in ("family", "type", "proto"):
         assert isinstance(inspect.getattr_static(asock.socket, name), property)
+
+
+def test_ssl_socket_class() -> None:
+    import ssl
+
+    assert issubclass(asock.SSLSocket, asock.socket)  # as the stdlib's SSLSocket subclasses its socket
+    assert not issubclass(asock.SSLSocket, ssl.SSLSocket)  # never the stdlib's TLS underneath
+    assert asock.SSLSocket.__module__.startswith("asock.")
+    coroutines = {
+        "do_handshake", "recv", "recv_into", "send", "sendall", "sendfile", "unwrap", "aclose",
+    }  # fmt: skip
+    plain = {
+        "version", "cipher", "shared_ciphers", "compression", "getpeercert", "selected_alpn_protocol",
+        "get_channel_binding", "pending", "settimeout", "gettimeout", "setblocking", "close", "fileno",
+        "getpeername", "getsockname", "setsockopt", "getsockopt", "shutdown",
+    }  # fmt: skip
+    for name in coroutines:
+        assert inspect.iscoroutinefunction(getattr(asock.SSLSocket, name)), name
+    for name in plain:
+        assert callable(getattr(asock.SSLSocket, name)), name
+        assert not inspect.iscoroutinefunction(getattr(asock.SSLSocket, name)), name
+    for name in ("context", "server_side", "server_hostname", "session", "session_reused", "family", "type"):
+        assert isinstance(inspect.getattr_static(asock.SSLSocket, name), property), name
+    with pytest.raises(TypeError, match="does not have a public constructor"):
+        asock.SSLSocket()
 
 
 def test_busy_error() -> None:

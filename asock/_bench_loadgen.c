@@ -16,7 +16,14 @@
  * mismatch or connection error (the measurement is then not trustworthy),
  * 2 on bad usage or when it cannot connect at all.
  *
+ * With --tls (when built with -DWITH_TLS and linked with OpenSSL) every
+ * connection speaks TLS: the handshake is made, blocking, before the clock
+ * starts, then the same one-request-in-flight loop runs through SSL_write and
+ * SSL_read.  The server's certificate is not checked: only the cost of the
+ * encrypted echo is measured.
+ *
  * Build: gcc -O2 -o loadgen loadgen.c   (Linux only: epoll)
+ *        gcc -O2 -DWITH_TLS -o loadgen-tls loadgen.c -lssl -lcrypto
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -36,6 +43,10 @@
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
+#ifdef WITH_TLS
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+#endif
 
 /* The pattern has a prime period, so consecutive requests (whose offsets
  * step by another prime) never carry the same bytes at the same positions. */
@@ -58,6 +69,9 @@ typedef struct {
     uint64_t started_ns;
     int want_out;        /* EPOLLOUT currently registered */
     int dead;
+#ifdef WITH_TLS
+    SSL *ssl;            /* NULL without --tls */
+#endif
 } conn_t;
 
 static uint64_t hist[NBUCKETS];
@@ -126,6 +140,44 @@ static void set_events(int ep, conn_t *c, int want_out) {
     if (epoll_ctl(ep, EPOLL_CTL_MOD, c->fd, &ev) == 0) c->want_out = want_out;
 }
 
+#ifdef WITH_TLS
+static SSL_CTX *tls_ctx;
+
+/* One write or read through TLS, with the plain calls' contract: bytes moved,
+ * or -1 with errno EAGAIN (and *want_out set if it must wait for writability)
+ * or another errno.  0 from tls_read is the end of the stream. */
+static ssize_t tls_io(conn_t *c, void *buf, size_t len, int writing, int *want_out) {
+    ERR_clear_error();
+    int n = writing ? SSL_write(c->ssl, buf, (int)len) : SSL_read(c->ssl, buf, (int)len);
+    if (n > 0) return n;
+    switch (SSL_get_error(c->ssl, n)) {
+    case SSL_ERROR_WANT_READ: errno = EAGAIN; return -1;
+    case SSL_ERROR_WANT_WRITE: *want_out = 1; errno = EAGAIN; return -1;
+    case SSL_ERROR_ZERO_RETURN: return 0;
+    case SSL_ERROR_SYSCALL: if (errno == 0) errno = ECONNRESET; return -1;
+    default: errno = EPROTO; return -1;
+    }
+}
+#endif
+
+static ssize_t conn_send(conn_t *c, const void *buf, size_t len, int *want_out) {
+#ifdef WITH_TLS
+    if (c->ssl) return tls_io(c, (void *)buf, len, 1, want_out);
+#endif
+    ssize_t n = send(c->fd, buf, len, MSG_NOSIGNAL);
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) *want_out = 1;
+    return n;
+}
+
+static ssize_t conn_recv(conn_t *c, void *buf, size_t len) {
+    int ignored = 0;
+#ifdef WITH_TLS
+    if (c->ssl) return tls_io(c, buf, len, 0, &ignored);
+#endif
+    (void)ignored;
+    return recv(c->fd, buf, len, 0);
+}
+
 static void kill_conn(int ep, conn_t *c, const char *why) {
     if (c->dead) return;
     if (errors < 5) fprintf(stderr, "loadgen: connection %u: %s\n", c->id, why);
@@ -148,14 +200,16 @@ static void start_request(conn_t *c) {
 /* Send what the kernel takes; returns -1 after killing the connection. */
 static int pump_send(int ep, conn_t *c) {
     while (c->sent < msg_size) {
-        ssize_t n = send(c->fd, c->msg + c->sent, msg_size - c->sent, MSG_NOSIGNAL);
+        int want_out = 0;
+        ssize_t n = conn_send(c, c->msg + c->sent, msg_size - c->sent, &want_out);
         if (n > 0) {
             c->sent += (size_t)n;
             continue;
         }
         if (n < 0 && errno == EINTR) continue;
         if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
-            set_events(ep, c, 1);
+            /* TLS may need to read first (EPOLLIN is always registered). */
+            set_events(ep, c, want_out);
             return 0;
         }
         kill_conn(ep, c, n < 0 ? strerror(errno) : "send returned 0");
@@ -170,7 +224,7 @@ static void pump_recv(int ep, conn_t *c, unsigned char *buf, size_t bufsize) {
         size_t want = msg_size - c->received;
         if (want == 0) return;
         if (want > bufsize) want = bufsize;
-        ssize_t n = recv(c->fd, buf, want, 0);
+        ssize_t n = conn_recv(c, buf, want);
         if (n < 0) {
             if (errno == EINTR) continue;
             if (errno == EAGAIN || errno == EWOULDBLOCK) return;
@@ -227,7 +281,7 @@ static int connect_one(const struct addrinfo *ai) {
 
 static void usage(void) {
     fprintf(stderr, "usage: loadgen [--host H] --port P [--size BYTES] [--conns N] [--duration S] [--warmup S] "
-                    "[--cpu N] [--server-pid PID]\n");
+                    "[--cpu N] [--server-pid PID] [--tls]\n");
 }
 
 /* Another process's user and system CPU seconds, from /proc/PID/stat (fields
@@ -256,13 +310,14 @@ int main(int argc, char **argv) {
     const char *port = NULL;
     int conns = 1, cpu = -1;
     long server_pid = 0;
+    int tls = 0;
     double duration = 5.0, warmup = 1.0;
     static const struct option opts[] = {
         {"host", required_argument, 0, 'h'},     {"port", required_argument, 0, 'p'},
         {"size", required_argument, 0, 's'},     {"conns", required_argument, 0, 'c'},
         {"duration", required_argument, 0, 'd'}, {"warmup", required_argument, 0, 'w'},
         {"cpu", required_argument, 0, 'u'},      {"server-pid", required_argument, 0, 'S'},
-        {0, 0, 0, 0},
+        {"tls", no_argument, 0, 'T'},            {0, 0, 0, 0},
     };
     int opt;
     while ((opt = getopt_long(argc, argv, "", opts, NULL)) != -1) {
@@ -275,9 +330,26 @@ int main(int argc, char **argv) {
         case 'w': warmup = atof(optarg); break;
         case 'u': cpu = atoi(optarg); break;
         case 'S': server_pid = atol(optarg); break;
+        case 'T': tls = 1; break;
         default: usage(); return 2;
         }
     }
+#ifdef WITH_TLS
+    if (tls) {
+        tls_ctx = SSL_CTX_new(TLS_client_method());
+        if (!tls_ctx) {
+            fprintf(stderr, "loadgen: cannot make a TLS context\n");
+            return 2;
+        }
+        SSL_CTX_set_verify(tls_ctx, SSL_VERIFY_NONE, NULL);
+        SSL_CTX_set_mode(tls_ctx, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+    }
+#else
+    if (tls) {
+        fprintf(stderr, "loadgen: built without TLS (compile with -DWITH_TLS ... -lssl -lcrypto)\n");
+        return 2;
+    }
+#endif
     if (!port || msg_size == 0 || conns <= 0 || duration <= 0 || warmup < 0) {
         usage();
         return 2;
@@ -312,6 +384,20 @@ int main(int argc, char **argv) {
             fprintf(stderr, "loadgen: cannot connect to %s:%s: %s\n", host, port, strerror(errno));
             return 2;
         }
+#ifdef WITH_TLS
+        if (tls) {
+            /* The handshake, blocking, before the measurement starts. */
+            fcntl(cs[i].fd, F_SETFL, fcntl(cs[i].fd, F_GETFL) & ~O_NONBLOCK);
+            cs[i].ssl = SSL_new(tls_ctx);
+            SSL_set_fd(cs[i].ssl, cs[i].fd);
+            if (SSL_connect(cs[i].ssl) != 1) {
+                fprintf(stderr, "loadgen: TLS handshake with %s:%s failed\n", host, port);
+                ERR_print_errors_fp(stderr);
+                return 2;
+            }
+            fcntl(cs[i].fd, F_SETFL, fcntl(cs[i].fd, F_GETFL) | O_NONBLOCK);
+        }
+#endif
         struct epoll_event ev = {.events = EPOLLIN, .data.ptr = &cs[i]};
         epoll_ctl(ep, EPOLL_CTL_ADD, cs[i].fd, &ev);
     }
@@ -368,8 +454,13 @@ int main(int argc, char **argv) {
     if (measure_end == 0) measure_end = now_ns();
     double cpu1 = cpu_seconds();
     if (server_ok) server_ok = proc_cpu(server_pid, &su1, &ss1) == 0;
-    for (int i = 0; i < conns; i++)
-        if (!cs[i].dead) close(cs[i].fd);
+    for (int i = 0; i < conns; i++) {
+        if (cs[i].dead) continue;
+#ifdef WITH_TLS
+        if (cs[i].ssl) SSL_free(cs[i].ssl); /* no close_notify: the measurement is over */
+#endif
+        close(cs[i].fd);
+    }
 
     double seconds = measure_start ? (double)(measure_end - measure_start) / 1e9 : 0.0;
     double cpu_pct = seconds > 0 ? 100.0 * (cpu1 - cpu0) / seconds : 0.0;
