@@ -30,6 +30,7 @@ import io
 import os
 import socket as _socket_module
 from operator import index
+from sys import maxsize as _MAXSIZE
 from time import monotonic
 
 # Not ``typing.TYPE_CHECKING``: importing typing would cost ``import
@@ -226,10 +227,18 @@ def wait_first(hint: int, timeout: float | None, flags: Any, want: Any) -> bool:
     """Whether a receive of ``want`` bytes waits for readiness before its first try.
 
     Only with arguments the native call will accept (bad ones must fail at
-    once, not after a wait), never with flags (MSG_OOB and MSG_PEEK are
-    signalled differently) and never in non-blocking mode.
+    once, not after a wait: a size past ``sys.maxsize`` overflows), never
+    with flags (MSG_OOB and MSG_PEEK are signalled differently) and never in
+    non-blocking mode.
     """
-    return bool(hint) and timeout != 0.0 and type(flags) is int and not flags and type(want) is int and want > 0
+    return (
+        bool(hint)
+        and timeout != 0.0
+        and type(flags) is int
+        and not flags
+        and type(want) is int
+        and 0 < want <= _MAXSIZE
+    )
 
 
 def into_size(buffer: Any, nbytes: Any) -> int:

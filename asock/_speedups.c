@@ -261,7 +261,15 @@ is_zero(PyObject *value)
 static int
 is_positive(PyObject *value)
 {
-    return PyLong_CheckExact(value) && sign_of(value) > 0;
+    /* (and fits a Py_ssize_t: a larger size is refused by the call, at once) */
+    if (!PyLong_CheckExact(value) || sign_of(value) <= 0) {
+        return 0;
+    }
+    if (PyLong_AsSsize_t(value) == -1 && PyErr_Occurred()) {
+        PyErr_Clear();
+        return 0;
+    }
+    return 1;
 }
 
 /* The exception set, taken out of the error indicator and put back. */

@@ -157,7 +157,7 @@ class SSLSocket(socket):
         """Claim ``role`` for the call ``what`` and drive its TLS operation."""
         tls = self._state()
         while self._enter(0, what):
-            await asyncio.sleep(0)
+            await self._yield()
         tls.claim(role, what, self)
         try:
             result = await self._drive(_op(op(tls)), what)
@@ -169,7 +169,7 @@ class SSLSocket(socket):
     async def _handshake(self, bound: float | None) -> None:
         tls = self._tls
         while self._enter(0, "do_handshake"):
-            await asyncio.sleep(0)
+            await self._yield()
         tls.claim(BOTH, "do_handshake", self)
         timeout = self._timeout
         self._timeout = bound  # the whole handshake's bound (one deadline, in _drive)
@@ -208,7 +208,7 @@ class SSLSocket(socket):
         if not size:
             return b""
         while self._enter(0, "recv"):
-            await asyncio.sleep(0)
+            await self._yield()
         tls = self._tls
         timeout = self._timeout
         patient = timeout != 0.0
@@ -269,7 +269,7 @@ class SSLSocket(socket):
         if flags != 0:
             raise _flags_error("sendall", self.__class__)
         while self._enter(0, "sendall"):
-            await asyncio.sleep(0)
+            await self._yield()
         tls = self._tls
         done = tls.send_now(data, self)  # claims the role; gives it back if that was all
         if done >= 0:

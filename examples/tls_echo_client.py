@@ -1,6 +1,6 @@
 """TLS echo client: create_connection with ssl=, checking the server's certificate.
 
-    python examples/tls_echo_client.py [HOST] [PORT] [--message TEXT] [--cafile PEM] [--uvloop]
+    python examples/tls_echo_client.py [HOST] [PORT] [--message TEXT] [--cafile PEM] [--uvloop | --trio]
 
 --cafile is the CA that signed the server's certificate (the path the
 example server prints); without it, the system's CAs are trusted.  The host
@@ -37,12 +37,17 @@ if __name__ == "__main__":
     parser.add_argument("port", nargs="?", type=int, default=50443)
     parser.add_argument("--message", default="Hello, TLS world")
     parser.add_argument("--cafile", help="CA certificate to trust (PEM)")
-    parser.add_argument("--uvloop", action="store_true", help="run on uvloop instead of asyncio's default loop")
+    loops = parser.add_mutually_exclusive_group()
+    loops.add_argument("--uvloop", action="store_true", help="run on uvloop instead of asyncio's default loop")
+    loops.add_argument("--trio", action="store_true", help="run under trio instead of asyncio")
     args = parser.parse_args()
-    coro = main(args.host, args.port, args.message.encode(), args.cafile)
-    if args.uvloop:
+    if args.trio:
+        import trio
+
+        trio.run(main, args.host, args.port, args.message.encode(), args.cafile)
+    elif args.uvloop:
         import uvloop
 
-        uvloop.run(coro)
+        uvloop.run(main(args.host, args.port, args.message.encode(), args.cafile))
     else:
-        asyncio.run(coro)
+        asyncio.run(main(args.host, args.port, args.message.encode(), args.cafile))

@@ -1,12 +1,14 @@
 """TLS echo server: asock.serve with ssl=, a task (and a handshake) per connection.
 
-    python examples/tls_echo_server.py [HOST] [PORT] [--cert PEM [--key PEM]] [--once] [--uvloop]
+    python examples/tls_echo_server.py [HOST] [PORT] [--cert PEM [--key PEM]] [--once] [--uvloop | --trio]
 
 Without --cert it makes a throwaway certificate authority and a certificate
 for localhost and 127.0.0.1 at start-up (with trustme: pip install trustme),
 in a temporary directory removed on exit, and prints "CA certificate: PATH"
 for the client's --cafile.  PORT 0 lets the kernel pick a free port; the line
 "Listening on HOST port N" tells which.  --once stops after the first client.
+With --trio it runs under trio (the same code: asock.serve's tasks live in a
+nursery of its own there).
 """
 
 import argparse
@@ -35,7 +37,7 @@ def server_context(cert: str | None, key: str | None, directory: Path) -> ssl.SS
 
 
 async def main(host: str, port: int, once: bool, context: ssl.SSLContext) -> None:
-    done = asyncio.Event()
+    server: asock.Server | None = None
 
     async def echo(conn: asock.socket) -> None:
         assert isinstance(conn, asock.SSLSocket)  # handshaken already, by serve()
@@ -48,8 +50,8 @@ async def main(host: str, port: int, once: bool, context: ssl.SSLContext) -> Non
             print("Lost", address, exc)
         else:
             print("Closed", address)
-        if once:
-            done.set()
+        if once and server is not None:
+            server.close()  # a graceful shutdown: serve_forever() returns once it is done
 
     with asock.create_server((host, port)) as listener:
         host, port = listener.getsockname()
@@ -58,10 +60,7 @@ async def main(host: str, port: int, once: bool, context: ssl.SSLContext) -> Non
         server = await asock.start_server(echo, listener, ssl=context, ssl_handshake_timeout=10)
         print(f"Listening on {host} port {port}", flush=True)
         async with server:
-            if once:
-                await done.wait()
-            else:
-                await server.serve_forever()
+            await server.serve_forever()
 
 
 if __name__ == "__main__":
@@ -71,12 +70,18 @@ if __name__ == "__main__":
     parser.add_argument("--cert", help="certificate chain (PEM); default: make one with trustme")
     parser.add_argument("--key", help="its private key (PEM), if not in the --cert file")
     parser.add_argument("--once", action="store_true", help="exit after serving one connection")
-    parser.add_argument("--uvloop", action="store_true", help="run on uvloop instead of asyncio's default loop")
+    loops = parser.add_mutually_exclusive_group()
+    loops.add_argument("--uvloop", action="store_true", help="run on uvloop instead of asyncio's default loop")
+    loops.add_argument("--trio", action="store_true", help="run under trio instead of asyncio")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="asock-tls-example-") as directory:
         tls = server_context(args.cert, args.key, Path(directory))
         try:
-            if args.uvloop:
+            if args.trio:
+                import trio
+
+                trio.run(main, args.host, args.port, args.once, tls)
+            elif args.uvloop:
                 import uvloop
 
                 uvloop.run(main(args.host, args.port, args.once, tls))

@@ -574,6 +574,19 @@ async def test_connection_refused() -> None:
         assert await sock.connect_ex(("127.0.0.1", port)) == errno.ECONNREFUSED
 
 
+async def test_oversized_receive_fails_at_once_after_a_short_read() -> None:
+    """A short read makes the next receive wait before trying; a size the native
+    call refuses must still fail at once (as the stdlib's), not after a wait."""
+    a, b = asock.socketpair()
+    with a, b:
+        await b.sendall(b"x")
+        assert await a.recv(10) == b"x"  # short: the next receive would wait first
+        with pytest.raises(OverflowError), anyio.fail_after(5):
+            await a.recv(sys.maxsize + 1)
+        with pytest.raises(OverflowError), anyio.fail_after(5):
+            await a.recv_into(bytearray(4), sys.maxsize + 1)
+
+
 @pytest.mark.parametrize("call", ["send", "sendall", "sendmsg"])
 async def test_broken_pipe(call: str) -> None:
     a, b = asock.socketpair()

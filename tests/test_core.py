@@ -1344,6 +1344,8 @@ def test_operations_call_the_c_methods_unbound(listener: socket.socket, data_fil
         (8, None, 0.0, 100, False),
         (8, None, 0, 0, False),  # nothing (or the whole buffer, unknown) wanted
         (8, None, 0, -1, False),  # the native call refuses
+        (8, None, 0, sys.maxsize, True),
+        (8, None, 0, sys.maxsize + 1, False),  # overflows: the native call refuses at once
         (8, None, 0, True, False),
         (8, None, 0, 100.0, False),
         (8, None, 0, "100", False),
