@@ -445,6 +445,16 @@ class socket(SocketBase):
         else:
             await asyncio.sleep(0)
 
+    async def _yield_sending(self) -> None:
+        """``_yield`` for a send that has sent nothing yet: what interrupts it says so."""
+        try:
+            await self._yield()
+        except BaseException as exc:
+            # A cancellation can land here, before the first byte: it carries
+            # bytes_sent all the same, as any exception that ends a sendall.
+            _core.report_sent(exc, 0)
+            raise
+
     def _arm(self, direction: int, what: Any) -> asyncio.Future[None]:
         """Make a future the direction's waiter, registering the descriptor if needed."""
         loop = self._loop
@@ -631,7 +641,7 @@ class socket(SocketBase):
             flags |= _NOSIGNAL  # else the native call rejects it, in the stdlib's order
         if sent is _SLOW:
             while self._enter(WRITE, "sendall"):
-                await self._yield()
+                await self._yield_sending()
             sent = _core.send_first(self._sock, data, flags)
             if sent < 0:
                 self._ticks += 1
@@ -679,7 +689,7 @@ class socket(SocketBase):
         """
         _core.check_sendfile(self._sock.type, file, count)
         while self._enter(WRITE, "sendfile"):
-            await self._yield()
+            await self._yield_sending()
         op = _core.sendfile(self._sock, file, offset, count, self._timeout == 0.0)
         return await self._drive(op, "sendfile")
 

@@ -157,7 +157,10 @@ class SSLSocket(socket):
         """Claim ``role`` for the call ``what`` and drive its TLS operation."""
         tls = self._state()
         while self._enter(0, what):
-            await self._yield()
+            if role == SENDER:
+                await self._yield_sending()
+            else:
+                await self._yield()
         tls.claim(role, what, self)
         try:
             result = await self._drive(_op(op(tls)), what)
@@ -269,7 +272,7 @@ class SSLSocket(socket):
         if flags != 0:
             raise _flags_error("sendall", self.__class__)
         while self._enter(0, "sendall"):
-            await self._yield()
+            await self._yield_sending()
         tls = self._tls
         done = tls.send_now(data, self)  # claims the role; gives it back if that was all
         if done >= 0:

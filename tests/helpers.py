@@ -283,3 +283,32 @@ def wrap(native: stdlib.socket) -> asock.socket:
 def abstract_name() -> str:
     """A fresh name in Linux's abstract AF_UNIX namespace (nothing to clean up)."""
     return f"\0asock-test-{os.getpid()}-{os.urandom(6).hex()}"
+
+
+async def gather(*awaitables: Awaitable[Any], return_exceptions: bool = False) -> list[Any]:
+    """Run ``awaitables`` concurrently, on every backend; their results, in order.
+
+    A failure cancels the others and the first one (in time) is raised once
+    they have ended, bare (not in an exception group); with
+    ``return_exceptions`` every one runs to its end, and a failure takes its
+    place among the results, as ``asyncio.gather``'s.  A cancellation from
+    outside is not a failure: it leaves as usual.
+    """
+    results: list[Any] = [None] * len(awaitables)
+    failures: list[BaseException] = []
+
+    async def run(index: int, awaitable: Awaitable[Any], group: anyio.abc.TaskGroup) -> None:
+        try:
+            results[index] = await awaitable
+        except Exception as exc:
+            failures.append(exc)
+            results[index] = exc
+            if not return_exceptions:
+                group.cancel_scope.cancel()
+
+    async with anyio.create_task_group() as group:
+        for index, awaitable in enumerate(awaitables):
+            group.start_soon(run, index, awaitable, group)
+    if failures and not return_exceptions:
+        raise failures[0]
+    return results

@@ -574,6 +574,32 @@ async def test_connection_refused() -> None:
         assert await sock.connect_ex(("127.0.0.1", port)) == errno.ECONNREFUSED
 
 
+@pytest.mark.parametrize("call", ["sendall", "sendfile"])
+async def test_a_send_cancelled_before_its_first_byte_carries_bytes_sent(call: str, tmp_path: Any) -> None:
+    """Cancelled in the fairness yield a busy socket makes before it sends: the
+    exception still says how much went (nothing), as any that ends the call."""
+    (tmp_path / "payload").write_bytes(b"z" * 100)
+    a, b = asock.socketpair()
+    with a, b, open(tmp_path / "payload", "rb") as file:
+        a._ticks = 1 << 20  # the budget is spent: the call yields first
+        caught: BaseException | None = None
+        with anyio.CancelScope() as scope:
+            scope.cancel()
+            try:
+                if call == "sendall":
+                    await a.sendall(b"z" * 100)
+                else:
+                    await a.sendfile(file)
+            except cancelled_exc() as exc:
+                caught = exc
+                raise
+        assert scope.cancelled_caught
+        assert caught is not None and bytes_sent(caught) == 0
+        assert file.tell() == 0
+        await a.sendall(b"next")
+        assert await b.recv(100) == b"next"
+
+
 async def test_oversized_receive_fails_at_once_after_a_short_read() -> None:
     """A short read makes the next receive wait before trying; a size the native
     call refuses must still fail at once (as the stdlib's), not after a wait."""

@@ -1,4 +1,5 @@
-"""asock.SSLSocket: every guarantee of the plain socket, under TLS, on both loops.
+"""asock.SSLSocket: every guarantee of the plain socket, under TLS, on every backend
+(asyncio, uvloop, trio).
 
 The peers are asock itself, or a ``RawTLS`` peer whose ciphertext the test
 delivers by hand (a record split across a timeout, a missing close_notify).
@@ -8,7 +9,7 @@ test_tls_interop.py; the cancellation fuzz in test_tls_fuzz.py.
 
 from __future__ import annotations
 
-import asyncio
+import contextlib
 import errno
 import gc
 import logging
@@ -18,11 +19,13 @@ import ssl
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import anyio
 import pytest
-from helpers import bytes_sent, settle
+from helpers import bytes_sent, cancelled_exc, gather, settle, tasks, wait_for
 from tlshelpers import (
     RawTLS,
     ThreadPeer,
@@ -39,9 +42,6 @@ from tlshelpers import (
 import asock
 from asock._tls import RECEIVER
 
-# asock's TLS runs on asyncio's loops (the default one, uvloop), not under trio.
-pytestmark = pytest.mark.asyncio_only
-
 RECORD = 16384
 
 
@@ -49,10 +49,9 @@ async def _quiet_read(sock: asock.socket, quiet: float = 0.5) -> bytes:
     """Everything that arrives until nothing has for ``quiet`` seconds."""
     data = bytearray()
     while True:
-        try:
-            chunk = await asyncio.wait_for(sock.recv(65536), quiet)
-        except asyncio.TimeoutError:
-            return bytes(data)
+        chunk = None
+        with anyio.move_on_after(quiet):
+            chunk = await sock.recv(65536)
         if not chunk:
             return bytes(data)
         data += chunk
@@ -81,9 +80,10 @@ async def test_echo_through_serve_and_create_connection() -> None:
         assert isinstance(sock, asock.SSLSocket)
         try:
             payload = pattern(300_000)
-            reader = asyncio.create_task(read_exactly(sock, len(payload)))
-            await sock.sendall(payload)
-            assert await reader == payload
+            async with tasks() as tg:
+                reader = tg.spawn(read_exactly, sock, len(payload))
+                await sock.sendall(payload)
+                assert await reader == payload
             assert sock.version() == "TLSv1.3"
             assert sock.cipher()[1] == "TLSv1.3"
             assert sock.server_hostname == "localhost"  # the host of the address
@@ -130,7 +130,7 @@ async def test_start_tls_takes_the_plain_socket_over() -> None:
         client_raw.settimeout(7)
         await client_raw.sendall(b"cleartext first ")
         assert await server_raw.recv(100) == b"cleartext first "
-        server, client = await asyncio.gather(
+        server, client = await gather(
             asock.start_tls(server_raw, server_context(), server_side=True),
             asock.start_tls(client_raw, client_context(), server_hostname="localhost"),
         )
@@ -239,13 +239,10 @@ async def test_queries_after_close_and_closed_calls() -> None:
 
 async def test_an_unclosed_tls_socket_warns() -> None:
     server_raw, client_raw = tcp_pair()
-    handshakes = [
-        asyncio.ensure_future(asock.start_tls(server_raw, server_context(), server_side=True)),
-        asyncio.ensure_future(asock.start_tls(client_raw, client_context(), server_hostname="localhost")),
-    ]
-    await asyncio.wait(handshakes)
-    server, client = (task.result() for task in handshakes)
-    del handshakes
+    server, client = await gather(
+        asock.start_tls(server_raw, server_context(), server_side=True),
+        asock.start_tls(client_raw, client_context(), server_hostname="localhost"),
+    )
     server.close()
     with pytest.warns(ResourceWarning, match=r"unclosed <asock\.SSLSocket fd="):
         del client
@@ -259,7 +256,7 @@ async def test_a_recv_that_times_out_keeps_a_half_received_record() -> None:
     server_raw, client_raw = tcp_pair()
     with server_raw, client_raw:
         peer = RawTLS(server_raw, server_context(), server_side=True)
-        _, client = await asyncio.gather(
+        _, client = await gather(
             peer.handshake(), asock.start_tls(client_raw, client_context(), server_hostname="localhost")
         )
         with client:
@@ -276,11 +273,12 @@ async def test_a_recv_that_times_out_keeps_a_half_received_record() -> None:
             record = peer.encrypt(b"and across a cancellation")
             await server_raw.sendall(record[:-1])
             client.settimeout(None)
-            waiting = asyncio.create_task(client.recv(100))
-            await settle(waiting)
-            waiting.cancel()
-            with pytest.raises(asyncio.CancelledError):
-                await waiting
+            async with tasks() as tg:
+                waiting = tg.spawn(client.recv, 100)
+                await settle(waiting)
+                waiting.cancel()
+                with pytest.raises(cancelled_exc()):
+                    await waiting
             await server_raw.sendall(record[-1:])
             assert await client.recv(100) == b"and across a cancellation"
 
@@ -290,12 +288,12 @@ async def test_cancelled_recv_leaves_decrypted_bytes_for_the_next() -> None:
         await server.sendall(b"0123456789" * 10)
         assert await client.recv(10) == b"0123456789"
         assert client.pending() == 90  # decrypted, held by OpenSSL
-        # A receive under wait_for that completes at once is not cancelled;
+        # A receive under a deadline that completes at once is not cancelled;
         # one that has to wait is, and takes nothing.
-        assert await asyncio.wait_for(client.recv(30), 1) == b"0123456789" * 3
+        assert await wait_for(client.recv(30), 1) == b"0123456789" * 3
         assert await client.recv(60) == b"0123456789" * 6
-        with pytest.raises(asyncio.TimeoutError):
-            await asyncio.wait_for(client.recv(10), 0.05)
+        with pytest.raises(TimeoutError):
+            await wait_for(client.recv(10), 0.05)
         await server.sendall(b"next")
         assert await client.recv(10) == b"next"
 
@@ -311,11 +309,12 @@ async def test_interrupted_sendall_reports_committed_bytes_and_the_stream_goes_o
                 await client.sendall(payload)
             sent = bytes_sent(caught.value)
         else:
-            sending = asyncio.create_task(client.sendall(payload))
-            await asyncio.sleep(0.5)
-            sending.cancel()
-            with pytest.raises(asyncio.CancelledError) as cancelled:
-                await sending
+            async with tasks() as tg:
+                sending = tg.spawn(client.sendall, payload)
+                await anyio.sleep(0.5)
+                sending.cancel()
+                with pytest.raises(cancelled_exc()) as cancelled:
+                    await sending
             sent = bytes_sent(cancelled.value)
         assert 0 < sent < len(payload)
         # Committed bytes are in the kernel, but for at most about one record
@@ -330,6 +329,35 @@ async def test_interrupted_sendall_reports_committed_bytes_and_the_stream_goes_o
         assert early + rest == payload[:sent] + b"<after>"
         await client.sendall(b"<and more>")
         assert await read_exactly(server, 10) == b"<and more>"
+
+
+@pytest.mark.parametrize("call", ["sendall", "send", "sendfile"])
+async def test_a_send_cancelled_before_its_first_byte_carries_bytes_sent(call: str, tmp_path: Path) -> None:
+    """Cancelled in the fairness yield a busy connection makes before it starts."""
+    path = tmp_path / "payload"
+    path.write_bytes(b"z" * 100)
+    async with tls_pair() as (server, client):
+        with path.open("rb") as file:
+            client._ticks = 1 << 20  # the budget is spent: the call yields first
+            caught: BaseException | None = None
+            with anyio.CancelScope() as scope:
+                scope.cancel()
+                try:
+                    if call == "sendall":
+                        await client.sendall(b"z" * 100)
+                    elif call == "send":
+                        await client.send(b"z" * 100)
+                    else:
+                        await client.sendfile(file)
+                except cancelled_exc() as exc:
+                    caught = exc
+                    raise
+            assert scope.cancelled_caught
+            assert caught is not None and caught.bytes_sent == 0  # type: ignore[attr-defined]
+            assert file.tell() == 0
+        # Nothing went: the stream goes on with the next send.
+        await client.sendall(b"next")
+        assert await read_exactly(server, 4) == b"next"
 
 
 async def test_the_handshake_is_bounded_by_the_socket_timeout() -> None:
@@ -364,7 +392,7 @@ async def test_create_connection_timeout_bounds_connect_and_handshake() -> None:
 async def test_a_failed_verification_alerts_the_peer() -> None:
     server_raw, client_raw = tcp_pair()
     with server_raw, client_raw:
-        server_side, client_side = await asyncio.gather(
+        server_side, client_side = await gather(
             asock.start_tls(server_raw, server_context(issuer=other_ca()), server_side=True),
             asock.start_tls(client_raw, client_context(), server_hostname="localhost"),
             return_exceptions=True,
@@ -381,7 +409,7 @@ async def test_a_failed_verification_alerts_the_peer() -> None:
 async def test_a_missing_client_certificate_is_refused_with_an_alert() -> None:
     server_raw, client_raw = tcp_pair()
     with server_raw, client_raw:
-        server_side, client = await asyncio.gather(
+        server_side, client = await gather(
             asock.start_tls(server_raw, server_context(require_client_cert=True), server_side=True),
             asock.start_tls(client_raw, client_context(), server_hostname="localhost"),
             return_exceptions=True,
@@ -395,25 +423,74 @@ async def test_a_missing_client_certificate_is_refused_with_an_alert() -> None:
         await client.recv(10)
 
 
+# -- fairness ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("call", ["recv", "recv_into"])
+async def test_a_fast_reader_lets_other_tasks_run(call: str) -> None:
+    total = 100_000
+    async with tls_pair() as (server, client):
+        await server.sendall(pattern(total))  # every receive completes at once, most from OpenSSL's buffer
+        ran_at: list[int] = []
+        got = bytearray()
+
+        async def other() -> None:
+            ran_at.append(len(got))
+
+        async with tasks() as tg:
+            task = tg.spawn(other)
+            buffer = bytearray(100)
+            while len(got) < total:
+                if call == "recv":
+                    got += await client.recv(100)
+                else:
+                    got += buffer[: await client.recv_into(buffer)]
+            await task
+        assert ran_at and ran_at[0] < total, "the reader starved the other task"
+        assert got == pattern(total)
+
+
+@pytest.mark.parametrize("call", ["sendall", "send"])
+async def test_a_fast_writer_lets_other_tasks_run(call: str) -> None:
+    async with tls_pair() as (server, client):
+        ran_at: list[int] = []
+        sent = 0
+
+        async def other() -> None:
+            ran_at.append(sent)
+
+        async with tasks() as tg:
+            task = tg.spawn(other)
+            while not ran_at and sent < 1000:  # a record each, which the kernel takes at once
+                if call == "sendall":
+                    await client.sendall(b"y")
+                else:
+                    assert await client.send(b"y") == 1
+                sent += 1
+            await task
+        assert ran_at and ran_at[0] < 1000, "the writer starved the other task"
+        assert await read_exactly(server, sent) == b"y" * sent
+
+
 # -- close, one waiter per direction, non-blocking mode ---------------------------------
 
 
 async def test_close_wakes_the_receiver_and_the_blocked_sender() -> None:
-    async with tls_pair(shrink=True) as (_, client):
-        receiving = asyncio.create_task(client.recv(100))
-        sending = asyncio.create_task(client.sendall(pattern(4_000_000)))
+    async with tls_pair(shrink=True) as (_, client), tasks() as tg:
+        receiving = tg.spawn(client.recv, 100)
+        sending = tg.spawn(client.sendall, pattern(4_000_000))
         await settle(receiving, sending)
         client.close()
         for task in (receiving, sending):
             with pytest.raises(OSError) as caught:
-                await asyncio.wait_for(task, 1)
+                await wait_for(task.wait(), 1)
             assert caught.value.errno == errno.EBADF
         assert 0 < bytes_sent(caught.value) < 4_000_000
 
 
 async def test_a_second_receiver_gets_busy_error() -> None:
-    async with tls_pair() as (server, client):
-        first = asyncio.create_task(client.recv(100))
+    async with tls_pair() as (server, client), tasks() as tg:
+        first = tg.spawn(client.recv, 100)
         await settle(first)
         with pytest.raises(asock.BusyError, match=r"^recv\(\) cannot receive: another task is already waiting in "
                            r"recv\(\) to receive on <asock\.SSLSocket fd="):  # fmt: skip
@@ -429,15 +506,17 @@ async def test_a_second_receiver_gets_busy_error() -> None:
 async def test_a_second_sender_is_refused_before_a_byte_is_encrypted() -> None:
     payload = pattern(3_000_000)
     async with tls_pair(shrink=True) as (server, client):
-        first = asyncio.create_task(client.sendall(payload))
-        await settle(first)
-        with open(os.devnull, "rb") as empty:
-            for call in (client.sendall(b"X" * 1000), client.send(b"Y"), client.sendfile(empty)):
-                with pytest.raises(asock.BusyError, match=r"cannot send: another task is already waiting in sendall"):
-                    await call
-        reader = asyncio.create_task(read_exactly(server, len(payload)))
-        await first
-        assert await reader == payload
+        async with tasks() as tg:
+            first = tg.spawn(client.sendall, payload)
+            await settle(first)
+            with open(os.devnull, "rb") as empty:
+                for call in (client.sendall(b"X" * 1000), client.send(b"Y"), client.sendfile(empty)):
+                    busy = r"cannot send: another task is already waiting in sendall"
+                    with pytest.raises(asock.BusyError, match=busy):
+                        await call
+            reader = tg.spawn(read_exactly, server, len(payload))
+            await first
+            assert await reader == payload
         # Nothing of the refused sends ever reached the stream.
         await client.sendall(b"<end>")
         assert await read_exactly(server, 5) == b"<end>"
@@ -449,7 +528,7 @@ async def test_non_blocking_mode_raises_the_ssl_want_errors() -> None:
         with pytest.raises(ssl.SSLWantReadError, match="did not complete"):
             await client.recv(10)
         await server.sendall(b"ready")
-        await asyncio.sleep(0.05)
+        await anyio.sleep(0.05)
         assert await client.recv(10) == b"ready"
         sent = 0
         with pytest.raises(ssl.SSLWantWriteError, match="did not complete") as caught:
@@ -462,9 +541,10 @@ async def test_non_blocking_mode_raises_the_ssl_want_errors() -> None:
         with open(os.devnull, "rb") as empty, pytest.raises(ValueError, match="non-blocking sockets are not supported"):
             await client.sendfile(empty)
         client.setblocking(True)
-        reader = asyncio.create_task(read_exactly(server, sent))
-        await client.sendall(b"")  # flushes what is queued
-        assert await reader == pattern(RECORD) * (sent // RECORD)
+        async with tasks() as tg:
+            reader = tg.spawn(read_exactly, server, sent)
+            await client.sendall(b"")  # flushes what is queued
+            assert await reader == pattern(RECORD) * (sent // RECORD)
 
 
 def _bare(exc: BaseException) -> BaseException:
@@ -495,14 +575,15 @@ async def test_exceptions_leave_unchained() -> None:
             await client.sendall(pattern(4_000_000))
         _bare(caught.value)
         client.settimeout(None)
-        waiting = asyncio.create_task(client.recv(10))
-        await settle(waiting)
-        with pytest.raises(asock.BusyError) as busy:
-            await client.recv(10)
-        _bare(busy.value)
-        client.close()
-        with pytest.raises(OSError) as closed:
-            await waiting
+        async with tasks() as tg:
+            waiting = tg.spawn(client.recv, 10)
+            await settle(waiting)
+            with pytest.raises(asock.BusyError) as busy:
+                await client.recv(10)
+            _bare(busy.value)
+            client.close()
+            with pytest.raises(OSError) as closed:
+                await waiting
         _bare(closed.value)
         server_raw, client_raw = tcp_pair()
         with server_raw, client_raw:
@@ -512,7 +593,7 @@ async def test_exceptions_leave_unchained() -> None:
             _bare(caught.value)
         server_raw, client_raw = tcp_pair()
         with server_raw, client_raw:
-            failures = await asyncio.gather(
+            failures = await gather(
                 asock.start_tls(server_raw, server_context(issuer=other_ca()), server_side=True),
                 asock.start_tls(client_raw, client_context(), server_hostname="localhost"),
                 return_exceptions=True,
@@ -523,7 +604,7 @@ async def test_exceptions_leave_unchained() -> None:
     server_raw, client_raw = tcp_pair()
     with client_raw:
         peer = RawTLS(server_raw, server_context(), server_side=True)
-        _, client = await asyncio.gather(
+        _, client = await gather(
             peer.handshake(),
             asock.start_tls(client_raw, client_context(), server_hostname="localhost", suppress_ragged_eofs=False),
         )
@@ -542,7 +623,7 @@ async def test_an_end_without_close_notify(suppress: bool) -> None:
     server_raw, client_raw = tcp_pair()
     with client_raw:
         peer = RawTLS(server_raw, server_context(), server_side=True)
-        _, client = await asyncio.gather(
+        _, client = await gather(
             peer.handshake(),
             asock.start_tls(client_raw, client_context(), server_hostname="localhost", suppress_ragged_eofs=suppress),
         )
@@ -562,7 +643,7 @@ async def test_the_end_stays_the_end_while_the_peer_keeps_the_connection_open() 
     server_raw, client_raw = tcp_pair()
     with server_raw, client_raw:
         peer = RawTLS(server_raw, server_context(), server_side=True)
-        _, client = await asyncio.gather(
+        _, client = await gather(
             peer.handshake(),
             asock.start_tls(client_raw, client_context(), server_hostname="localhost", suppress_ragged_eofs=False),
         )
@@ -573,8 +654,8 @@ async def test_the_end_stays_the_end_while_the_peer_keeps_the_connection_open() 
             await peer.flush()
             assert await client.recv(100) == b"before the end"
             for _ in range(3):  # at once every time, with nothing to wait for
-                assert await asyncio.wait_for(client.recv(100), 1) == b""
-                assert await asyncio.wait_for(client.recv_into(bytearray(10)), 1) == 0
+                assert await wait_for(client.recv(100), 1) == b""
+                assert await wait_for(client.recv_into(bytearray(10)), 1) == 0
             # TLS 1.3: the peer's close_notify ends its half only.
             await client.sendall(b"still heard")
             assert await peer.receive() == b"still heard"
@@ -621,25 +702,46 @@ def _client_email(cert: dict[str, object] | None) -> str:
     return str(dict(cert["subjectAltName"]).get("email"))  # type: ignore[call-overload]
 
 
+@contextlib.contextmanager
+def _no_room(sock: asock.socket) -> Iterator[None]:
+    """The kernel takes nothing more from ``sock`` (the send buffer at its minimum, below
+    what is queued), however much room acknowledgements free meanwhile.
+
+    A send to a peer that reads nothing leaves room in the kernel now and
+    then: acknowledgements keep coming (with the peer's own data, or
+    delayed), and room below the writability threshold wakes no sender.
+    The tests of a receive's output behind a blocked sender must not depend
+    on that room, which the output would fit in.
+    """
+    size = sock.getsockopt(stdlib.SOL_SOCKET, stdlib.SO_SNDBUF)
+    sock.setsockopt(stdlib.SOL_SOCKET, stdlib.SO_SNDBUF, 1)
+    try:
+        yield
+    finally:
+        if sock.fileno() >= 0:
+            sock.setsockopt(stdlib.SOL_SOCKET, stdlib.SO_SNDBUF, size // 2)  # the kernel doubles it
+
+
 async def test_a_receive_leaves_its_output_to_a_blocked_sender_and_goes_on() -> None:
     payload = pattern(3_000_000)
-    async with tls_pair(*_post_handshake_contexts(), shrink=True) as (server, client):
-        sending = asyncio.create_task(client.sendall(payload))
+    async with tls_pair(*_post_handshake_contexts(), shrink=True) as (server, client), tasks() as tg:
+        sending = tg.spawn(client.sendall, payload)
         await settle(sending)  # the server reads nothing: the send waits for room
         assert server.getpeercert() is None
-        server.verify_client_post_handshake()
-        await server.sendall(b"who are you?")  # carries the certificate request
-        # Reading the request makes the client's receive produce its
-        # certificate; it queues it behind the blocked send (which will carry
-        # it) and returns the data instead of waiting for room.
-        assert await asyncio.wait_for(client.recv(100), 5) == b"who are you?"
-        assert not sending.done()
-        tls = client._tls
-        assert tls.flushed < tls.r_mark  # the certificate is queued, for the sender to flush
-        reading = asyncio.create_task(client.recv(100))
+        with _no_room(client):
+            server.verify_client_post_handshake()
+            await server.sendall(b"who are you?")  # carries the certificate request
+            # Reading the request makes the client's receive produce its
+            # certificate; it queues it behind the blocked send (which will carry
+            # it) and returns the data instead of waiting for room.
+            assert await wait_for(client.recv(100), 5) == b"who are you?"
+            assert not sending.done()
+            tls = client._tls
+            assert tls.flushed < tls.r_mark  # the certificate is queued, for the sender to flush
+        reading = tg.spawn(client.recv, 100)
         await settle(reading, sending)  # both directions wait, each on its own
         received = await read_exactly(server, len(payload))
-        await asyncio.wait_for(sending, 5)
+        await wait_for(sending.wait(), 5)
         assert received == payload
         assert _client_email(server.getpeercert()) == "client@example.org"
         await server.sendall(b"welcome")
@@ -648,45 +750,46 @@ async def test_a_receive_leaves_its_output_to_a_blocked_sender_and_goes_on() -> 
 
 @pytest.mark.parametrize("ending", ["the peer reads", "close"])
 async def test_a_send_waits_for_a_receive_that_flushes_its_own_output(ending: str) -> None:
-    async with tls_pair(*_post_handshake_contexts(), shrink=True) as (server, client):
+    async with tls_pair(*_post_handshake_contexts(), shrink=True) as (server, client), tasks() as tg:
         client.settimeout(0.5)
         with pytest.raises(TimeoutError) as caught:
             await client.sendall(pattern(4_000_000))  # fills the kernel's buffers
         sent = bytes_sent(caught.value)
         client.settimeout(None)
-        server.verify_client_post_handshake()
-        await server.sendall(b"who are you?")
-        assert await client.recv(100) == b"who are you?"
-        # No sender now: the next receive sends its certificate first (the
-        # peer may need it to go on), waiting for room.
-        receiving = asyncio.create_task(client.recv(100))
-        await settle(receiving)
-        # A send must come after that output: it waits for the receive's
-        # flush (not for the descriptor, which the receive is waiting on).
-        sending = asyncio.create_task(client.sendall(b"<tail>"))
-        await settle(receiving, sending)
-        tls = client._tls
-        assert (tls.writing, tls.peers) == (RECEIVER, 1)  # the receive waits on the descriptor, the send on it
+        with _no_room(client):
+            server.verify_client_post_handshake()
+            await server.sendall(b"who are you?")
+            assert await client.recv(100) == b"who are you?"
+            # No sender now: the next receive sends its certificate first (the
+            # peer may need it to go on), waiting for room.
+            receiving = tg.spawn(client.recv, 100)
+            await settle(receiving)
+            # A send must come after that output: it waits for the receive's
+            # flush (not for the descriptor, which the receive is waiting on).
+            sending = tg.spawn(client.sendall, b"<tail>")
+            await settle(receiving, sending)
+            tls = client._tls
+            assert (tls.writing, tls.peers) == (RECEIVER, 1)  # the receive waits on the descriptor, the send on it
         if ending == "close":
             client.close()
             for task in (receiving, sending):
                 with pytest.raises(OSError) as closed:
-                    await asyncio.wait_for(task, 1)
+                    await wait_for(task.wait(), 1)
                 assert closed.value.errno == errno.EBADF
             return
         received = await read_exactly(server, sent + 6)
         assert received == pattern(4_000_000)[:sent] + b"<tail>"
-        await asyncio.wait_for(sending, 5)
+        await wait_for(sending.wait(), 5)
         assert _client_email(server.getpeercert()) == "client@example.org"
         await server.sendall(b"done")
-        assert await asyncio.wait_for(receiving, 5) == b"done"
+        assert await wait_for(receiving.wait(), 5) == b"done"
 
 
 async def test_full_duplex_bulk_both_ways() -> None:
     up, down = pattern(2_000_000, 1), pattern(2_000_000, 2)
     async with tls_pair(shrink=True) as (server, client):
-        results = await asyncio.wait_for(
-            asyncio.gather(
+        results = await wait_for(
+            gather(
                 client.sendall(up),
                 read_exactly(server, len(up)),
                 server.sendall(down),
@@ -735,9 +838,8 @@ async def test_pinned_versions(version: ssl.TLSVersion) -> None:
     async with tls_pair(server_context(version=version), client_context(version=version), shrink=True) as (s, c):
         assert s.version() == c.version() == name
         payload = pattern(500_000)
-        echoed = asyncio.create_task(read_exactly(c, len(payload)))
-        await asyncio.gather(c.sendall(payload), _echo_n(s, len(payload)))
-        assert await echoed == payload
+        echoed, _, _ = await gather(read_exactly(c, len(payload)), c.sendall(payload), _echo_n(s, len(payload)))
+        assert echoed == payload
         if version == ssl.TLSVersion.TLSv1_2:
             assert len(c.get_channel_binding("tls-unique") or b"") == 12
     with pytest.raises(ssl.SSLError):
@@ -763,7 +865,7 @@ async def test_starttls_there_and_back() -> None:
         assert await b_raw.recv(100) == b"EHLO\r\n"
         await b_raw.sendall(b"220 go ahead\r\n")
         assert await a_raw.recv(100) == b"220 go ahead\r\n"
-        b, a = await asyncio.gather(
+        b, a = await gather(
             asock.start_tls(b_raw, server_context(), server_side=True),
             asock.start_tls(a_raw, client_context(), server_hostname="localhost"),
         )
@@ -781,7 +883,7 @@ async def test_starttls_there_and_back() -> None:
             await plain.sendall(b"clear from b")
             return plain
 
-        a_plain, b_plain = await asyncio.gather(a.unwrap(), b_side())
+        a_plain, b_plain = await gather(a.unwrap(), b_side())
     with a_plain, b_plain:
         assert type(a_plain) is asock.socket and type(b_plain) is asock.socket
         assert a.fileno() == -1 and b.fileno() == -1
@@ -830,13 +932,13 @@ async def test_serve_goes_on_while_clients_fail_their_handshakes(caplog: pytest.
                 assert await _quiet_read(sock, 3) == b""  # closed by the server
                 assert 0.4 < time.monotonic() - started < 2.5
 
-        await asyncio.gather(good(b"first"), stall(), wrong_ca(), plain_text(), good(b"second"))
+        await gather(good(b"first"), stall(), wrong_ca(), plain_text(), good(b"second"))
         await good(b"third")
         assert sorted(handled) == [b"first", b"second", b"third"]
         for _ in range(50):
             if server.active_connections == 0:
                 break
-            await asyncio.sleep(0.02)
+            await anyio.sleep(0.02)
         assert server.active_connections == 0
         assert server.is_serving()
     failures = [r.getMessage() for r in caplog.records if r.name == "asock.serve" and "TLS handshake" in r.getMessage()]
@@ -889,13 +991,11 @@ async def test_open_connection_and_stream_over_tls() -> None:
         for _ in range(100):
             if ended:
                 break
-            await asyncio.sleep(0.01)
+            await anyio.sleep(0.01)
     assert ended == [b""]
 
 
 async def test_anyio_adapter_over_tls() -> None:
-    import anyio
-
     from asock.anyio import AsockSocketStream
 
     async with tls_pair() as (server, client):
@@ -916,15 +1016,16 @@ async def test_sendfile_over_tls(tmp_path: Path) -> None:
     path.write_bytes(content)
     async with tls_pair() as (server, client):
         with path.open("rb") as file:
-            reader = asyncio.create_task(read_exactly(server, 100_000))
-            assert await client.sendfile(file, 1000, 100_000) == 100_000
-            assert await reader == content[1000:101_000]
-            assert file.tell() == 101_000
-            # Offset 0 means "from where the file is", as the stdlib's send loop reads it.
-            reader = asyncio.create_task(read_exactly(server, len(content) - 101_000))
-            assert await client.sendfile(file) == len(content) - 101_000
-            assert await reader == content[101_000:]
-            assert file.tell() == len(content)
+            async with tasks() as tg:
+                reader = tg.spawn(read_exactly, server, 100_000)
+                assert await client.sendfile(file, 1000, 100_000) == 100_000
+                assert await reader == content[1000:101_000]
+                assert file.tell() == 101_000
+                # Offset 0 means "from where the file is", as the stdlib's send loop reads it.
+                reader = tg.spawn(read_exactly, server, len(content) - 101_000)
+                assert await client.sendfile(file) == len(content) - 101_000
+                assert await reader == content[101_000:]
+                assert file.tell() == len(content)
         with pytest.raises(ValueError, match="binary mode"), path.open("r") as text:
             await client.sendfile(text)
 

@@ -15,8 +15,10 @@ from test_examples import finish, run_example, server, wait_listening
 from tlshelpers import ca, other_ca, server_cert
 
 ROOT = Path(__file__).resolve().parent.parent
-# asock's TLS runs on asyncio's loops (not under trio).
+# The examples run on each backend; the CLI (``asock echo`` / ``asock connect``)
+# takes no --trio, so its test runs on asyncio's loops.
 LOOPS = [pytest.param([], id="asyncio"), pytest.param(["--uvloop"], id="uvloop")]
+EXAMPLE_LOOPS = [*LOOPS, pytest.param(["--trio"], id="trio")]
 
 
 @pytest.fixture
@@ -38,7 +40,7 @@ def pem_files(tmp_path: Path) -> dict[str, str]:
 # -- examples/tls_echo_server.py and tls_echo_client.py -------------------------------
 
 
-@pytest.mark.parametrize("loop", LOOPS)
+@pytest.mark.parametrize("loop", EXAMPLE_LOOPS)
 def test_tls_echo_pair_with_certificates_made_at_start_up(loop: list[str]) -> None:
     with server("tls_echo_server.py", "127.0.0.1", "0", "--once", *loop) as proc:
         _, port, output = wait_listening(proc)

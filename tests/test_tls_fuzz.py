@@ -14,29 +14,28 @@ nothing twice, nothing out of order.
 
 from __future__ import annotations
 
-import asyncio
 import random
 import ssl
 import time
 from collections.abc import Awaitable, Callable
 
+import anyio
 import pytest
-from helpers import bytes_sent
+from helpers import bytes_sent, cancelled_exc, gather, tasks, ticks, wait_for
 from tlshelpers import ca, client_context, read_all, server_context, tls_pair
 
 import asock
 
-# asock's TLS runs on asyncio's loops (the default one, uvloop), not under trio.
-pytestmark = pytest.mark.asyncio_only
-
 FUZZ_SECONDS = 1.2
-INTERRUPTIONS = (
-    asyncio.CancelledError,
-    TimeoutError,
-    asyncio.TimeoutError,
-    ssl.SSLWantReadError,
-    ssl.SSLWantWriteError,
-)
+# On a loaded machine the reader lags and finds data at every call, so few
+# calls wait long enough to be interrupted: the fuzz then goes on, up to this
+# long, until it has interrupted as many calls as the test asks for.
+FUZZ_SECONDS_AT_MOST = 15
+RECV_INTERRUPTIONS = 20
+SEND_INTERRUPTIONS = 10
+# A deadline's or the socket's timeout, or non-blocking mode's refusal; a
+# cancellation is told apart from the test's own by where it comes from.
+INTERRUPTIONS = (TimeoutError, ssl.SSLWantReadError, ssl.SSLWantWriteError)
 
 
 def _contexts(post_handshake_auth: bool) -> tuple[ssl.SSLContext, ssl.SSLContext]:
@@ -55,7 +54,7 @@ async def _interrupted(call: Callable[[], Awaitable[bytes]], rng: random.Random,
         if how == 0:
             return await call()
         if how == 1:
-            return await asyncio.wait_for(call(), rng.choice([0, 0.0005, 0.002]))
+            return await wait_for(call(), rng.choice([0, 0.0005, 0.002]))
         if how == 2:
             sock.settimeout(rng.choice([0.0005, 0.001, 0.003]))
             try:
@@ -68,15 +67,17 @@ async def _interrupted(call: Callable[[], Awaitable[bytes]], rng: random.Random,
                 return await call()
             finally:
                 sock.setblocking(True)
-        task = asyncio.create_task(call())
-        for _ in range(rng.randrange(4)):
-            await asyncio.sleep(0)
-        task.cancel()
-        return await task
+        async with tasks() as tg:
+            task = tg.spawn(call)
+            await ticks(rng.randrange(4))
+            task.cancel()
+            try:
+                return await task
+            except cancelled_exc() as exc:
+                if exc is not task.exception():
+                    raise  # the test itself is being cancelled
+                return None
     except INTERRUPTIONS:
-        current = asyncio.current_task()
-        if current is not None and getattr(current, "cancelling", lambda: 0)():
-            raise  # the test itself is being cancelled
         return None
 
 
@@ -86,12 +87,17 @@ async def test_receive_fuzz(seed: int, post_handshake_auth: bool) -> None:
     async with tls_pair(*_contexts(post_handshake_auth), shrink=True) as (server, client):
         down = bytearray()  # server to client: the fuzzed direction
         up = bytearray()  # client to server, at the same time
-        deadline = time.monotonic() + FUZZ_SECONDS
+        started = time.monotonic()
         requests = 0
+        interrupted = 0
+
+        def going_on() -> bool:
+            elapsed = time.monotonic() - started
+            return elapsed < FUZZ_SECONDS or (interrupted <= RECV_INTERRUPTIONS and elapsed < FUZZ_SECONDS_AT_MOST)
 
         async def server_writer() -> None:
             nonlocal requests
-            while time.monotonic() < deadline:
+            while going_on():
                 chunk = rng.randbytes(rng.choice([1, 10, 500, 4000, 17000, 70000]))
                 down.extend(chunk)
                 if post_handshake_auth and rng.random() < 0.05:
@@ -103,15 +109,15 @@ async def test_receive_fuzz(seed: int, post_handshake_auth: bool) -> None:
                         assert exc.reason in ("REQUEST_SENT", "REQUEST_PENDING"), exc
                 await server.sendall(chunk)
                 if rng.random() < 0.3:
-                    await asyncio.sleep(rng.choice([0, 0.0005, 0.002]))
+                    await anyio.sleep(rng.choice([0, 0.0005, 0.002]))
             await server._send_close_notify()
 
         async def client_writer() -> None:
-            while time.monotonic() < deadline:
+            while going_on():
                 chunk = rng.randbytes(rng.choice([10, 3000, 20000]))
                 up.extend(chunk)
                 await client.sendall(chunk)
-                await asyncio.sleep(rng.choice([0, 0.001, 0.005]))
+                await anyio.sleep(rng.choice([0, 0.001, 0.005]))
             await client._send_close_notify()
 
         def size() -> int:
@@ -125,7 +131,6 @@ async def test_receive_fuzz(seed: int, post_handshake_auth: bool) -> None:
             return bytes(buffer[: await client.recv_into(buffer)])
 
         received = bytearray()
-        interrupted = 0
 
         async def fuzzed_reader() -> None:
             nonlocal interrupted
@@ -138,21 +143,10 @@ async def test_receive_fuzz(seed: int, post_handshake_auth: bool) -> None:
                     break
                 received.extend(data)
 
-        tasks = [
-            asyncio.create_task(server_writer()),
-            asyncio.create_task(client_writer()),
-            asyncio.create_task(read_all(server)),
-            asyncio.create_task(fuzzed_reader()),
-        ]
-        try:
-            # A failure anywhere ends the test at once instead of leaving the others waiting.
-            await asyncio.gather(*tasks)
-        finally:
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
-        assert tasks[2].result() == up
-        assert interrupted > 20, "the fuzz did not interrupt enough calls to mean anything"
+        # A failure anywhere ends the test at once instead of leaving the others waiting.
+        _, _, got, _ = await gather(server_writer(), client_writer(), read_all(server), fuzzed_reader())
+        assert got == up
+        assert interrupted > RECV_INTERRUPTIONS, "the fuzz did not interrupt enough calls to mean anything"
         assert len(received) == len(down)
         assert received == down
         if post_handshake_auth:
@@ -163,21 +157,23 @@ async def test_receive_fuzz(seed: int, post_handshake_auth: bool) -> None:
 @pytest.mark.parametrize("seed", [4, 5])
 async def test_send_fuzz(seed: int) -> None:
     rng = random.Random(seed)
-    async with tls_pair(shrink=True) as (server, client):
+    async with tls_pair(shrink=True) as (server, client), tasks() as tg:
         expected = bytearray()
-        deadline = time.monotonic() + FUZZ_SECONDS
+        started_at = time.monotonic()
 
         async def slow_reader() -> bytes:
             got = bytearray()
             while data := await server.recv(rng.choice([100, 5000, 65536])):
                 got += data
                 if rng.random() < 0.2:
-                    await asyncio.sleep(rng.choice([0.001, 0.01]))
+                    await anyio.sleep(rng.choice([0.001, 0.01]))
             return bytes(got)
 
-        reading = asyncio.create_task(slow_reader())
+        reading = tg.spawn(slow_reader)
         interrupted = 0
-        while time.monotonic() < deadline:
+        while (elapsed := time.monotonic() - started_at) < FUZZ_SECONDS or (
+            interrupted <= SEND_INTERRUPTIONS and elapsed < FUZZ_SECONDS_AT_MOST
+        ):
             chunk = rng.randbytes(rng.choice([1, 100, 16384, 40000, 300_000]))
             started = False
 
@@ -194,7 +190,7 @@ async def test_send_fuzz(seed: int) -> None:
                 if how == 0:
                     done = await call()
                 elif how == 1:
-                    done = await asyncio.wait_for(call(), rng.choice([0.0005, 0.002, 0.01]))
+                    done = await wait_for(call(), rng.choice([0.0005, 0.002, 0.01]))
                 elif how == 2:
                     client.settimeout(rng.choice([0.001, 0.005]))
                     try:
@@ -202,17 +198,21 @@ async def test_send_fuzz(seed: int) -> None:
                     finally:
                         client.settimeout(None)
                 else:
-                    task = asyncio.create_task(call())
-                    await asyncio.sleep(rng.choice([0, 0.0005, 0.003]))
-                    task.cancel()
-                    done = await task
-            except (asyncio.CancelledError, TimeoutError, asyncio.TimeoutError) as exc:
+                    # Cancelled by a scope of its own (which catches only its own cancellation).
+                    with anyio.move_on_after(rng.choice([0, 0.0005, 0.003])):
+                        try:
+                            done = await call()
+                        except cancelled_exc() as exc:
+                            interrupted += 1
+                            done = bytes_sent(exc) if started else 0
+                            raise
+            except TimeoutError as exc:
                 interrupted += 1
                 done = bytes_sent(exc) if started else 0
             assert 0 <= done <= len(chunk)
             expected += chunk[:done]
         await client._send_close_notify()
-        received = await reading
-        assert interrupted > 10, "the fuzz did not interrupt enough calls to mean anything"
+        received = await wait_for(reading.wait(), 30)
+        assert interrupted > SEND_INTERRUPTIONS, "the fuzz did not interrupt enough calls to mean anything"
         assert len(received) == len(expected)
         assert received == expected

@@ -1,10 +1,9 @@
 """asock's TLS against other implementations: the stdlib's blocking ``ssl``
 module (in threads) and the ``openssl s_server`` / ``s_client`` commands
-(skipped if ``openssl`` is not installed), both ways, on both loops."""
+(skipped if ``openssl`` is not installed), both ways, on every backend."""
 
 from __future__ import annotations
 
-import asyncio
 import re
 import socket as stdlib
 import ssl
@@ -16,7 +15,10 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import anyio
+import anyio.to_thread
 import pytest
+from helpers import gather, tasks, wait_for
 from tlshelpers import (
     ThreadPeer,
     ca,
@@ -31,9 +33,6 @@ from tlshelpers import (
 
 import asock
 from asock._tls import RECEIVER, SENDER, TLSState
-
-# asock's TLS runs on asyncio's loops (the default one, uvloop), not under trio.
-pytestmark = pytest.mark.asyncio_only
 
 VERSIONS = [
     pytest.param(ssl.TLSVersion.TLSv1_2, id="tls1.2"),
@@ -78,13 +77,14 @@ async def test_asock_client_stdlib_server_and_back_to_cleartext(version: ssl.TLS
         tls = await asock.start_tls(ours, client_context(version=version), server_hostname="localhost")
         with tls:
             assert tls.version() == ("TLSv1.2" if version == ssl.TLSVersion.TLSv1_2 else "TLSv1.3")
-            echoed = asyncio.create_task(read_exactly(tls, len(payload)))
-            await tls.sendall(payload)
-            assert await echoed == payload
+            async with tasks() as tg:
+                echoed = tg.spawn(read_exactly, tls, len(payload))
+                await tls.sendall(payload)
+                assert await echoed == payload
             plain = await tls.unwrap()
         with plain:
             assert await read_exactly(plain, 21) == b"clear from the stdlib"
-    assert await asyncio.to_thread(peer.outcome) == payload
+    assert await anyio.to_thread.run_sync(peer.outcome) == payload
 
 
 @pytest.mark.parametrize("version", VERSIONS)
@@ -111,7 +111,7 @@ async def test_stdlib_client_asock_server(version: ssl.TLSVersion) -> None:
                 return bytes(echoed), negotiated, plain.recv(10)
 
     async with await asock.start_server(echo, ("127.0.0.1", 0), ssl=server_context(version=version)) as server:
-        echoed, negotiated, after = await asyncio.to_thread(client, server.sockets[0].getsockname())
+        echoed, negotiated, after = await anyio.to_thread.run_sync(client, server.sockets[0].getsockname())
     assert echoed == payload
     assert negotiated == ("TLSv1.2" if version == ssl.TLSVersion.TLSv1_2 else "TLSv1.3")
     assert after == b""  # the server closed after its close_notify
@@ -156,7 +156,7 @@ async def test_starttls_with_a_stdlib_client_that_downgrades_first() -> None:
     with plain:
         assert await read_exactly(plain, 11) == b"clear again"
         await plain.sendall(b"and clear back\r\n")
-    await asyncio.to_thread(thread.join, 20)
+    await anyio.to_thread.run_sync(thread.join, 20)
     assert not errors, errors
     assert result == [b"and clear back\r\n"]
 
@@ -176,11 +176,12 @@ async def test_full_duplex_from_the_start_with_a_stdlib_server_sending_tickets()
         tls = await asock.start_tls(ours, client_context(), server_hostname="localhost")
     async with tls:
         # The receive meets the tickets while the send is under way.
-        sending = asyncio.create_task(tls.sendall(payload))
-        assert await read_exactly(tls, len(payload)) == payload
-        await sending
+        async with tasks() as tg:
+            sending = tg.spawn(tls.sendall, payload)
+            assert await read_exactly(tls, len(payload)) == payload
+            await sending
         assert tls.session is not None and tls.session.has_ticket
-    await asyncio.to_thread(peer.outcome)
+    await anyio.to_thread.run_sync(peer.outcome)
 
 
 # -- openssl s_server / s_client ---------------------------------------------------------
@@ -287,22 +288,23 @@ async def _duplex_with_commands(server: _Process, tls: asock.SSLSocket, commands
     async def send() -> None:
         for line in ours:
             await tls.sendall(line)  # a record each: s_server prints each whole
-            await asyncio.sleep(0.002)
+            await anyio.sleep(0.002)
 
     async def feed() -> None:
         for i, line in enumerate(theirs):
-            await asyncio.to_thread(server.write, line)
-            await asyncio.sleep(0.01)
+            await anyio.to_thread.run_sync(server.write, line)
+            await anyio.sleep(0.01)
             if i % 10 == 5 and commands:
                 # s_server reports each command it runs with this line.
-                await asyncio.to_thread(server.command, commands[(i // 10) % len(commands)], b"SSL_do_handshake -> ")
+                command = commands[(i // 10) % len(commands)]
+                await anyio.to_thread.run_sync(server.command, command, b"SSL_do_handshake -> ")
 
     async def receive() -> bytes:
         return await read_exactly(tls, sum(map(len, theirs)))
 
-    received, _, _ = await asyncio.wait_for(asyncio.gather(receive(), send(), feed()), 30)
+    received, _, _ = await wait_for(gather(receive(), send(), feed()), 30)
     assert received == b"".join(theirs)
-    await asyncio.to_thread(server.wait_for, ours[-1])
+    await anyio.to_thread.run_sync(server.wait_for, ours[-1])
     output = server.output()
     positions = [output.find(line) for line in ours]
     assert all(p >= 0 for p in positions) and positions == sorted(positions), "client lines lost or reordered"
@@ -369,15 +371,16 @@ async def test_openssl_s_client_with_key_updates_against_an_asock_server(tmp_pat
         client = _Process(["openssl", "s_client", "-connect", f"127.0.0.1:{port}", "-servername", "localhost",
                            "-CAfile", str(cafile), "-verify_return_error", "-brief", "-msg"])  # fmt: skip
         try:
-            await asyncio.to_thread(client.wait_for, b"CONNECTION ESTABLISHED")
+            await anyio.to_thread.run_sync(client.wait_for, b"CONNECTION ESTABLISHED")
             for i in range(5):
                 line = b"line %d through s_client\n" % i
-                await asyncio.to_thread(client.write, line)
-                await asyncio.to_thread(client.wait_for, line)  # the echo
+                await anyio.to_thread.run_sync(client.write, line)
+                await anyio.to_thread.run_sync(client.wait_for, line)  # the echo
                 # A key update, asking for ours (which comes with the next echo).
-                await asyncio.to_thread(client.command, b"K\n", b">>> TLS 1.3, Handshake [length 0005], KeyUpdate")
-            await asyncio.to_thread(client.write, b"last\n")
-            await asyncio.to_thread(client.wait_for, b"last\n")
+                update = b">>> TLS 1.3, Handshake [length 0005], KeyUpdate"
+                await anyio.to_thread.run_sync(client.command, b"K\n", update)
+            await anyio.to_thread.run_sync(client.write, b"last\n")
+            await anyio.to_thread.run_sync(client.wait_for, b"last\n")
         finally:
             output = client.stop()
     assert b"Verification: OK" in output

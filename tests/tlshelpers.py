@@ -3,7 +3,6 @@ pairs, and a TLS peer whose ciphertext the test writes by hand."""
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import functools
 import shutil
@@ -13,6 +12,7 @@ import threading
 from collections.abc import AsyncIterator, Callable, Coroutine
 from typing import Any
 
+import anyio
 import pytest
 import trustme
 
@@ -110,21 +110,29 @@ async def tls_pair(
 async def both(
     first: Coroutine[Any, Any, Any], second: Coroutine[Any, Any, Any], closing: tuple[asock.socket, ...] = ()
 ) -> tuple[Any, Any]:
-    """Both results; if one fails, the sockets in ``closing`` are closed (so the other
-    cannot wait forever for it) and the first failure is raised once both have ended."""
-    tasks = [asyncio.ensure_future(first), asyncio.ensure_future(second)]
-    done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
-    if any(task.exception() is not None for task in done):
-        for sock in closing:
-            sock.close()
-    await asyncio.wait(tasks)
-    for task in tasks:
-        if task.exception() is not None:
-            for other in tasks:
-                if other.exception() is None:
-                    other.result().close()
-            raise task.exception()  # type: ignore[misc]
-    return tasks[0].result(), tasks[1].result()
+    """Both results, on every backend; if one fails, the sockets in ``closing`` are closed
+    (so the other cannot wait forever for it) and the first failure is raised once both
+    have ended (a result the other produced is closed)."""
+    results: list[Any] = [None, None]
+    failures: list[BaseException] = []
+
+    async def run(index: int, coro: Coroutine[Any, Any, Any]) -> None:
+        try:
+            results[index] = await coro
+        except Exception as exc:
+            failures.append(exc)
+            for sock in closing:
+                sock.close()
+
+    async with anyio.create_task_group() as group:
+        group.start_soon(run, 0, first)
+        group.start_soon(run, 1, second)
+    if failures:
+        for result in results:
+            if result is not None:
+                result.close()
+        raise failures[0]
+    return results[0], results[1]
 
 
 async def read_exactly(sock: asock.socket, n: int) -> bytes:
