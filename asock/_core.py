@@ -68,6 +68,7 @@ __all__ = [
     "WRITE",
     "BusyError",
     "attempt",
+    "byte_view",
     "check_sendfile",
     "closed_error",
     "connect",
@@ -358,12 +359,8 @@ def send_first(sock: _socket.socket, data: Any, flags: int) -> int:
     return -1 if sent == (len(data) if type(data) is bytes else nbytes(data)) else sent
 
 
-def sendall(sock: _socket.socket, data: Any, flags: int = 0, sent: int | None = None) -> Op[None]:
-    """Send every byte of ``data``; an exception leaving it carries ``bytes_sent``.
-
-    ``sent`` is what the driver's own first attempt (``send_first``) sent,
-    0 if it would block; those bytes count in ``bytes_sent`` too.
-    """
+def byte_view(data: Any) -> memoryview:
+    """A view of the bytes-like ``data`` to send from, or the stdlib's error for anything else."""
     try:
         view = memoryview(data)
     except TypeError:
@@ -374,6 +371,16 @@ def sendall(sock: _socket.socket, data: Any, flags: int = 0, sent: int | None = 
     if not view.c_contiguous:
         view.release()
         raise BufferError("memoryview: underlying buffer is not C-contiguous")  # the stdlib's error
+    return view
+
+
+def sendall(sock: _socket.socket, data: Any, flags: int = 0, sent: int | None = None) -> Op[None]:
+    """Send every byte of ``data``; an exception leaving it carries ``bytes_sent``.
+
+    ``sent`` is what the driver's own first attempt (``send_first``) sent,
+    0 if it would block; those bytes count in ``bytes_sent`` too.
+    """
+    view = byte_view(data)
     with view, view.cast("B") as octets:
         total = len(octets)
         done = 0 if sent is None else sent

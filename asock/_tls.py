@@ -54,7 +54,7 @@ import _socket
 import ssl
 from operator import index
 
-from ._core import READ, WRITE, BusyError, report_sent
+from ._core import READ, WRITE, BusyError, byte_view, report_sent
 
 TYPE_CHECKING = False  # not typing's: see _core
 if TYPE_CHECKING:
@@ -603,16 +603,7 @@ class TLSState:
         ``bytes_sent``, the plaintext bytes committed to the stream so far
         (``done`` of them by the driver's ``send_now``).
         """
-        try:
-            view = memoryview(data)
-        except TypeError:
-            view = None
-        if view is None:
-            # Raised outside the handler: the stdlib's error, with nothing chained.
-            raise TypeError(f"a bytes-like object is required, not {type(data).__name__!r}")
-        if not view.c_contiguous:
-            view.release()
-            raise BufferError("memoryview: underlying buffer is not C-contiguous")  # the stdlib's error
+        view = byte_view(data)
         obj = self.ssl
         with view, view.cast("B") as octets:
             total = len(octets)
