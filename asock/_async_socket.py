@@ -195,10 +195,14 @@ class _TrioRun:
     loop answers here; trio itself is only ever imported by ``_trio``.
     """
 
-    __slots__ = ("_token",)
+    __slots__ = ("_current", "_token")
 
     def __init__(self, token: Any) -> None:
+        from . import _trio
+
         self._token: weakref.ref[Any] = weakref.ref(token)
+        # Asked on every call: kept, rather than imported each time.
+        self._current = _trio.current_token
 
     def is_running(self) -> bool:
         # Only for the check made on every call before Python 3.12, which
@@ -208,9 +212,8 @@ class _TrioRun:
 
     def is_current(self) -> bool:
         """Whether the calling task runs in this run."""
-        from . import _trio
-
-        return _trio.current_token() is self._token()
+        token = self._token()
+        return token is not None and self._current() is token
 
     def is_closed(self) -> bool:
         """Whether the run has finished (a socket may then move to another loop or run)."""
@@ -226,6 +229,13 @@ class _TrioRun:
 
     def __repr__(self) -> str:
         return f"<trio run {self._token()!r}>"
+
+
+def _trio_module() -> Any:
+    """``asock._trio``, imported once a socket is bound to a trio run."""
+    from . import _trio
+
+    return _trio
 
 
 def _on_own_loop(sock: socket) -> bool:
@@ -341,8 +351,10 @@ class socket(SocketBase):
         return False
 
     def _bind_loop(self) -> None:
-        loop: Any = _get_running_loop()
         bound = self._loop
+        if bound.__class__ is _TrioRun and bound.is_current():
+            return  # trio: checked here on every call, at trio's own cost only
+        loop: Any = _get_running_loop()
         if loop is None:
             loop = _trio_run()
             if loop is None:
@@ -361,11 +373,12 @@ class socket(SocketBase):
         # readiness is level-triggered and a registration the loop has ended
         # is seen (see _Watch) and renewed before the wait: asyncio's selector
         # loops and uvloop.  On a loop not known to be like that, receives
-        # always try first.  trio looks at the descriptor anew on every wait.
+        # always try first.  So do they under trio, whose every wait is an
+        # epoll_ctl: a receive that would have found its data costs more
+        # waiting first than a receive that fails once costs trying.
         safe = self._sock.type == _socket.SOCK_STREAM and (
             isinstance(loop, asyncio.selector_events.BaseSelectorEventLoop)
             or type(loop).__module__.partition(".")[0] == "uvloop"
-            or loop.__class__ is _TrioRun
         )
         self._hint = 0 if safe else -1
 
@@ -391,12 +404,22 @@ class socket(SocketBase):
                 return result
             if _core.gives_up(self._timeout, flags):
                 raise _core.would_block()
-        if self._loop.__class__ is _TrioRun:
-            # trio: the core's rule, waiting with trio (asyncio's inline wait
-            # below uses the loop's futures).
-            op = _core.retry(direction, _core.would_block(), call, *args)
-            return await self._drive(op, call, flags)
         timeout = self._timeout
+        if self._loop.__class__ is _TrioRun:
+            # trio: the same rule, waiting with trio (the inline wait below
+            # uses the loop's futures).
+            wait = _trio_module().wait
+            when = None
+            try:
+                while True:
+                    when = _core.deadline(timeout, when)
+                    await wait(self, direction, when, call)
+                    result = attempt(call, args)
+                    if result is not AGAIN:
+                        return result
+            finally:
+                if self._writing is call:
+                    self._writing = None
         when = None if timeout is None else _core.deadline(timeout, None)
         fut = self._arm(direction, call)
         try:

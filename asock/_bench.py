@@ -532,7 +532,7 @@ def format_table(results: list[Result], targets: list[dict[str, Any]], info: dic
         lines.append(f"  {t['verdict']:4}  {t['target']} = {ratio} (target {op} {t['bound']})")
     ceilings = [c for c in check_targets(results, CEILINGS) if c["ratio"] is not None]
     if ceilings:
-        lines += ["", "ceilings (a task woken per request, I/O by the loop's transport; see servers.FloorProtocol):"]
+        lines += ["", "ceilings (a task woken per request, I/O by the loop's transport; see FloorProtocol):"]
         lines += [f"        {c['target']} = {c['ratio']:.2f}" for c in ceilings]
     return "\n".join(lines)
 

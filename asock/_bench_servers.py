@@ -24,7 +24,7 @@ import sys
 import threading
 from collections.abc import Awaitable, Callable, Coroutine
 from types import ModuleType
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 BUFSIZE = 65536
 T = TypeVar("T")
@@ -184,7 +184,8 @@ class FloorProtocol(asyncio.Protocol):
         self.waiter: asyncio.Future[None] | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport
+        # A stream connection's transport (uvloop's is not an asyncio.Transport subclass).
+        self.transport = cast(asyncio.Transport, transport)
         nodelay(transport.get_extra_info("socket"))
         self.task = asyncio.get_running_loop().create_task(self.echo())
 
@@ -209,7 +210,7 @@ class FloorProtocol(asyncio.Protocol):
             data = self.chunks.popleft()
             if not data:
                 return
-            self.transport.write(data)  # type: ignore[attr-defined]
+            self.transport.write(data)
 
 
 async def serve_floor(host: str, port: int) -> None:
@@ -368,20 +369,24 @@ def run_asock_trio(host: str, port: int) -> int:
 def _trio_main(serve: Callable[[], Coroutine[Any, Any, None]]) -> int:
     import trio
 
-    # trio turns SIGINT into KeyboardInterrupt; SIGTERM the same way.
-    signal.signal(signal.SIGTERM, signal.default_int_handler)
-    try:
-        trio.run(serve)
-    except KeyboardInterrupt:
-        pass
+    async def main() -> None:
+        # SIGTERM and SIGINT cancel the server's nursery: a KeyboardInterrupt
+        # raised wherever the signal lands can abandon trio's own tasks and
+        # leave tracebacks on the way out.
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(serve)
+            with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+                async for _ in signals:
+                    nursery.cancel_scope.cancel()
+                    return
+
+    trio.run(main)
     return 0
 
 
 def run_sync_facade(host: str, port: int) -> int:
-    try:
-        import asock.sync  # type: ignore[import-not-found,unused-ignore]
-    except ImportError as exc:
-        return skip(f"asock.sync is not available ({exc})")
+    import asock.sync
+
     return serve_threads(asock.sync, host, port)
 
 

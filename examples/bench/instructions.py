@@ -22,6 +22,9 @@ Cases:
   both ends written the cheapest way a task can await each read: the loop's
   own transport reads, ``data_received`` completes a future that wakes the
   connection's task, which writes with ``transport.write``.
+- ``asock-trio``, ``trio-socket``: the same 50 connections under
+  ``trio.run``, one end echoing; ``asock.socket`` against trio's own
+  ``trio.socket`` (whose ``send`` is called in a loop: it has no ``sendall``).
 - ``sync-blocking``, ``sync-timeout``, ``stdlib-blocking``, ``stdlib-timeout``:
   one socketpair, 100 B messages, the echo in a second thread; both ends use
   ``asock.sync`` or the stdlib ``socket`` module, in blocking mode or with
@@ -33,6 +36,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import collections
+import importlib.util
 import os
 import re
 import shutil
@@ -58,6 +62,8 @@ CASES = (
     "floor-asyncio",
     "asock-uvloop",
     "floor-uvloop",
+    "asock-trio",
+    "trio-socket",
     "sync-blocking",
     "stdlib-blocking",
     "sync-timeout",
@@ -67,6 +73,7 @@ CASES = (
 PAIRS = {
     "asock-asyncio": "floor-asyncio",
     "asock-uvloop": "floor-uvloop",
+    "asock-trio": "trio-socket",
     "sync-blocking": "stdlib-blocking",
     "sync-timeout": "stdlib-timeout",
 }
@@ -160,6 +167,64 @@ async def floor_pingpong(rounds: int) -> None:
     await asyncio.gather(*tasks)
 
 
+async def asock_trio_pingpong(rounds: int) -> None:
+    import trio
+
+    import asock
+
+    message = b"x" * ASYNC_SIZE
+
+    async def echo(sock: asock.socket) -> None:
+        with sock:
+            while data := await sock.recv(BUFSIZE):
+                await sock.sendall(data)
+
+    async def client(sock: asock.socket) -> None:
+        with sock:
+            for _ in range(rounds):
+                await sock.sendall(message)
+                got = 0
+                while got < ASYNC_SIZE:
+                    got += len(await sock.recv(BUFSIZE))
+
+    async with trio.open_nursery() as nursery:
+        for _ in range(CONNS):
+            a, b = asock.socketpair()
+            nursery.start_soon(echo, a)
+            nursery.start_soon(client, b)
+
+
+async def trio_socket_pingpong(rounds: int) -> None:
+    import trio
+    import trio.socket
+
+    message = b"x" * ASYNC_SIZE
+
+    async def send_all(sock: Any, data: bytes) -> None:
+        view = memoryview(data)
+        while view:
+            view = view[await sock.send(view) :]
+
+    async def echo(sock: Any) -> None:
+        with sock:
+            while data := await sock.recv(BUFSIZE):
+                await send_all(sock, data)
+
+    async def client(sock: Any) -> None:
+        with sock:
+            for _ in range(rounds):
+                await send_all(sock, message)
+                got = 0
+                while got < ASYNC_SIZE:
+                    got += len(await sock.recv(BUFSIZE))
+
+    async with trio.open_nursery() as nursery:
+        for _ in range(CONNS):
+            a, b = trio.socket.socketpair()
+            nursery.start_soon(echo, a)
+            nursery.start_soon(client, b)
+
+
 def sync_pingpong(module: Any, timeout: float | None, rounds: int) -> None:
     a, b = module.socketpair()
     a.settimeout(timeout)
@@ -186,6 +251,11 @@ def sync_pingpong(module: Any, timeout: float | None, rounds: int) -> None:
 def run(case: str, rounds: int) -> None:
     """Run one case's workload: ``rounds`` round trips (per connection)."""
     impl, _, mode = case.partition("-")
+    if "trio" in (impl, mode):
+        import trio
+
+        trio.run(asock_trio_pingpong if impl == "asock" else trio_socket_pingpong, rounds)
+        return
     if impl in ("asock", "floor"):
         work: Callable[[int], Any] = asock_pingpong if impl == "asock" else floor_pingpong
         if mode == "uvloop":
@@ -264,12 +334,10 @@ def main() -> int:
     results: dict[str, float] = {}
     print(f"instructions per round trip (callgrind, {args.long} - {args.short} round trips per connection)")
     for case in cases:
-        if case.endswith("uvloop"):
-            try:
-                import uvloop  # noqa: F401
-            except ImportError:
-                print(f"{case:<18} SKIP (uvloop is not installed)")
-                continue
+        needs = "uvloop" if case.endswith("uvloop") else "trio" if "trio" in case else None
+        if needs is not None and importlib.util.find_spec(needs) is None:
+            print(f"{case:<18} SKIP ({needs} is not installed)")
+            continue
         results[case] = marginal(case, args.short, args.long)
         reference = PAIRS.get(case)
         ratio = ""
