@@ -373,12 +373,12 @@ class socket(SocketBase):
         # readiness is level-triggered and a registration the loop has ended
         # is seen (see _Watch) and renewed before the wait: asyncio's selector
         # loops and uvloop.  On a loop not known to be like that, receives
-        # always try first.  So do they under trio, whose every wait is an
-        # epoll_ctl: a receive that would have found its data costs more
-        # waiting first than a receive that fails once costs trying.
+        # always try first.  Under trio the hint makes a receive yield once
+        # before it tries (see _io).
         safe = self._sock.type == _socket.SOCK_STREAM and (
             isinstance(loop, asyncio.selector_events.BaseSelectorEventLoop)
             or type(loop).__module__.partition(".")[0] == "uvloop"
+            or loop.__class__ is _TrioRun
         )
         self._hint = 0 if safe else -1
 
@@ -396,6 +396,12 @@ class socket(SocketBase):
         if first and direction == READ and self._reader is not None and not self._reader.done():
             # Another task waits to receive: try, as a receive with no hint
             # would (it may take data that is there); only waiting is refused.
+            first = False
+        if first and self._loop.__class__ is _TrioRun:
+            # trio: a wait costs an epoll_ctl each time.  Let the run's other
+            # tasks go first instead (a schedule point, no syscall), as every
+            # trio call does: the data has most often arrived by then.
+            await self._yield()
             first = False
         if not first:
             result = attempt(call, args)

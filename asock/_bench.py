@@ -62,7 +62,7 @@ IMPLS = [
 ]
 SIZES = [100, 1024, 65536]
 CONNS = [1, 50]
-QUICK_IMPLS = ["asock-asyncio", "asock-uvloop", "protocol-uvloop", "streams-asyncio", "floor-uvloop"]
+QUICK_IMPLS = ["asock-asyncio", "asock-uvloop", "streams-uvloop", "floor-asyncio", "floor-uvloop"]
 
 
 class Target(NamedTuple):
@@ -78,9 +78,13 @@ class Target(NamedTuple):
 
 
 TARGETS = [
-    Target("asock-uvloop", "protocol-uvloop", 1024, 50, "rps", "min", 0.9),
-    Target("asock-asyncio", "streams-asyncio", 1024, 50, "rps", "min", 1.3),
-    Target("asock-uvloop", "protocol-uvloop", 100, 1, "p50_us", "max", 1.1),
+    # An await-per-read API cannot beat the yardstick (floor-*, see CEILINGS),
+    # so asock is held to it, and to the peers a user would otherwise pick.
+    Target("asock-uvloop", "streams-uvloop", 1024, 50, "rps", "min", 1.2),
+    Target("asock-uvloop", "floor-uvloop", 1024, 50, "rps", "min", 0.95),
+    Target("asock-asyncio", "floor-asyncio", 1024, 50, "rps", "min", 0.95),
+    Target("asock-uvloop", "floor-uvloop", 100, 1, "p50_us", "max", 1.05),
+    Target("asock-asyncio", "floor-asyncio", 100, 1, "p50_us", "max", 1.05),
     Target("asock-tls-uvloop", "streams-tls-uvloop", 1024, 50, "rps", "min", 1.0),
     Target("asock-tls-asyncio", "streams-tls-asyncio", 1024, 50, "rps", "min", 1.3),
     Target("asock-trio", "trio-socket", 1024, 50, "rps", "min", 1.0),

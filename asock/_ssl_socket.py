@@ -98,9 +98,10 @@ class SSLSocket(socket):
         self._timeout = timeout
         self._tls = TLSState(native, obj, incoming, outgoing, suppress_ragged_eofs, _notifier(self))
         self._bind_loop()
-        # Where the plain socket's receives may wait before their first
-        # try, so may TLS's (see _bind_loop).
-        self._tls.wait_first = self._hint == 0
+        # Where the plain socket's receives wait for readiness before their
+        # first try (asyncio's loops: see _bind_loop), so may TLS's.  (Under
+        # trio the plain socket yields and then tries instead.)
+        self._tls.wait_first = self._hint == 0 and self._loop.__class__ is not _TrioRun
         return self
 
     # -- the driver: how to wait ---------------------------------------------

@@ -73,7 +73,7 @@ def test_run_json_reports_every_requested_cell(tmp_path: Path) -> None:
         "--impl",
         "asock-uvloop",
         "--impl",
-        "protocol-uvloop",
+        "floor-uvloop",
         "--size",
         "100",
         "--conns",
@@ -82,7 +82,7 @@ def test_run_json_reports_every_requested_cell(tmp_path: Path) -> None:
     )
     data = json.loads(proc.stdout)
     rows = {r["impl"]: r for r in data["results"]}
-    assert set(rows) == {"asock-uvloop", "protocol-uvloop"}
+    assert set(rows) == {"asock-uvloop", "floor-uvloop"}
     for row in rows.values():
         assert row["status"] == "ok", row
         assert row["requests"] > 0 and row["errors"] == 0 and row["mismatches"] == 0, row
@@ -90,15 +90,14 @@ def test_run_json_reports_every_requested_cell(tmp_path: Path) -> None:
         # The server's own CPU per request, read by the client over the window.
         assert row["server_user_us"] is not None and row["server_user_us"] >= 0, row
         assert row["server_sys_us"] is not None and row["server_sys_us"] >= 0, row
-    assert rows["asock-uvloop"]["peer"] == "protocol-uvloop"
     verdicts = {t["target"]: t["verdict"] for t in data["targets"]}
-    assert verdicts["100 B x 1 p50 latency: asock-uvloop / protocol-uvloop"] in ("PASS", "FAIL")
-    assert verdicts["1 KiB x 50 req/s: asock-uvloop / protocol-uvloop"] == "n/a"
+    assert verdicts["100 B x 1 p50 latency: asock-uvloop / floor-uvloop"] in ("PASS", "FAIL")
+    assert verdicts["1 KiB x 50 req/s: asock-uvloop / floor-uvloop"] == "n/a"
     # A saved run renders as the table again.
     saved = tmp_path / "bench.json"
     saved.write_text(proc.stdout)
     table = run(str(BENCH / "run.py"), "--render", str(saved), timeout=30).stdout
-    assert "x protocol-uvloop" in table and "100 B x 1 p50 latency" in table, table
+    assert "(yardstick)" in table and "100 B x 1 p50 latency: asock-uvloop / floor-uvloop" in table, table
 
 
 @pytest.mark.timeout(30)

@@ -35,7 +35,10 @@ if _ROOT not in sys.path:
     sys.path.insert(0, _ROOT)
 
 CHUNK = 1 << 20
-TARGETS = {"ping-pong": 0.9, "bulk": 0.95}
+# Timeout mode polls in both (the same syscalls): asock is held to the
+# stdlib there.  Blocking mode is reported: the stdlib blocks in the kernel,
+# asock polls first (its descriptor stays non-blocking).
+TARGETS = {"ping-pong timeout": 0.97, "bulk timeout": 0.97}
 
 
 def pin(index: int) -> None:
@@ -181,10 +184,10 @@ def main(argv: list[str] | None = None) -> int:
         ("bulk timeout", "bulk", "MiB/s", lambda m: bulk(m, 5.0, args.bulk_mib)),
     ]
     rows = []
-    for label, kind, unit, fn in tests:
+    for label, _kind, unit, fn in tests:
         best = best_of(args.rounds, {"stdlib": bind(fn, stdlib_socket), "candidate": bind(fn, candidate)})
         ratio = best["candidate"] / best["stdlib"]
-        target = TARGETS[kind]
+        target = TARGETS.get(label)
         rows.append(
             {
                 "test": label,
@@ -193,7 +196,7 @@ def main(argv: list[str] | None = None) -> int:
                 "candidate": best["candidate"],
                 "ratio": ratio,
                 "target": target,
-                "verdict": "PASS" if ratio >= target else "FAIL",
+                "verdict": "-" if target is None else "PASS" if ratio >= target else "FAIL",
             }
         )
     if args.json:
@@ -211,7 +214,7 @@ def main(argv: list[str] | None = None) -> int:
             f"{r['stdlib']:,.0f}",
             f"{r['candidate']:,.0f}",
             f"{r['ratio']:.3f}",
-            f">= {r['target']}",
+            "(reported)" if r["target"] is None else f">= {r['target']}",
             r["verdict"],
         )
         for r in rows
