@@ -290,17 +290,29 @@ async def _duplex_with_commands(server: _Process, tls: asock.SSLSocket, commands
             await tls.sendall(line)  # a record each: s_server prints each whole
             await anyio.sleep(0.002)
 
+    received = bytearray()
+
     async def feed() -> None:
         for i, line in enumerate(theirs):
             await anyio.to_thread.run_sync(server.write, line)
             await anyio.sleep(0.01)
             if i % 10 == 5 and commands:
+                # A command must reach s_server's stdin alone: once the lines
+                # written so far have come back, it has read them all.
+                fed = sum(map(len, theirs[: i + 1]))
+                while len(received) < fed:
+                    await anyio.sleep(0.005)
                 # s_server reports each command it runs with this line.
                 command = commands[(i // 10) % len(commands)]
                 await anyio.to_thread.run_sync(server.command, command, b"SSL_do_handshake -> ")
 
     async def receive() -> bytes:
-        return await read_exactly(tls, sum(map(len, theirs)))
+        total = sum(map(len, theirs))
+        while len(received) < total:
+            chunk = await tls.recv(total - len(received))
+            assert chunk, "the connection ended early"
+            received.extend(chunk)
+        return bytes(received)
 
     received, _, _ = await wait_for(gather(receive(), send(), feed()), 30)
     assert received == b"".join(theirs)
