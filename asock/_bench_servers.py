@@ -90,7 +90,7 @@ async def serve_asock(host: str, port: int) -> None:
         await task_per_connection(accept, handle)
 
 
-async def serve_streams(host: str, port: int) -> None:
+async def serve_streams(host: str, port: int, context: ssl.SSLContext | None = None) -> None:
     async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         nodelay(writer.get_extra_info("socket"))
         try:
@@ -102,7 +102,7 @@ async def serve_streams(host: str, port: int) -> None:
         finally:
             writer.close()
 
-    server = await asyncio.start_server(handle, host, port, backlog=BACKLOG)
+    server = await asyncio.start_server(handle, host, port, backlog=BACKLOG, ssl=context)
     async with server:
         ready(server.sockets[0].getsockname()[1])
         await server.serve_forever()
@@ -134,21 +134,7 @@ async def serve_asock_tls(host: str, port: int) -> None:
 
 
 async def serve_streams_tls(host: str, port: int) -> None:
-    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        nodelay(writer.get_extra_info("socket"))
-        try:
-            while data := await reader.read(BUFSIZE):
-                writer.write(data)
-                await writer.drain()
-        except OSError:
-            pass
-        finally:
-            writer.close()
-
-    server = await asyncio.start_server(handle, host, port, backlog=BACKLOG, ssl=tls_context())
-    async with server:
-        ready(server.sockets[0].getsockname()[1])
-        await server.serve_forever()
+    await serve_streams(host, port, tls_context())
 
 
 class EchoProtocol(asyncio.Protocol):

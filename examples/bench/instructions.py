@@ -82,29 +82,32 @@ PAIRS = {
 # -- the workloads ---------------------------------------------------------------
 
 
+async def asock_echo(sock: Any) -> None:
+    """One asock connection's echoing end (on any backend)."""
+    with sock:
+        while data := await sock.recv(BUFSIZE):
+            await sock.sendall(data)
+
+
+async def asock_client(sock: Any, rounds: int) -> None:
+    """The other end: a message out, the same back, ``rounds`` times."""
+    message = b"x" * ASYNC_SIZE
+    with sock:
+        for _ in range(rounds):
+            await sock.sendall(message)
+            got = 0
+            while got < ASYNC_SIZE:
+                got += len(await sock.recv(BUFSIZE))
+
+
 async def asock_pingpong(rounds: int) -> None:
     import asock
-
-    message = b"x" * ASYNC_SIZE
-
-    async def echo(sock: asock.socket) -> None:
-        with sock:
-            while data := await sock.recv(BUFSIZE):
-                await sock.sendall(data)
-
-    async def client(sock: asock.socket) -> None:
-        with sock:
-            for _ in range(rounds):
-                await sock.sendall(message)
-                got = 0
-                while got < ASYNC_SIZE:
-                    got += len(await sock.recv(BUFSIZE))
 
     tasks = []
     for _ in range(CONNS):
         a, b = asock.socketpair()
-        tasks.append(asyncio.create_task(echo(a)))
-        tasks.append(asyncio.create_task(client(b)))
+        tasks.append(asyncio.create_task(asock_echo(a)))
+        tasks.append(asyncio.create_task(asock_client(b, rounds)))
     await asyncio.gather(*tasks)
 
 
@@ -172,26 +175,11 @@ async def asock_trio_pingpong(rounds: int) -> None:
 
     import asock
 
-    message = b"x" * ASYNC_SIZE
-
-    async def echo(sock: asock.socket) -> None:
-        with sock:
-            while data := await sock.recv(BUFSIZE):
-                await sock.sendall(data)
-
-    async def client(sock: asock.socket) -> None:
-        with sock:
-            for _ in range(rounds):
-                await sock.sendall(message)
-                got = 0
-                while got < ASYNC_SIZE:
-                    got += len(await sock.recv(BUFSIZE))
-
     async with trio.open_nursery() as nursery:
         for _ in range(CONNS):
             a, b = asock.socketpair()
-            nursery.start_soon(echo, a)
-            nursery.start_soon(client, b)
+            nursery.start_soon(asock_echo, a)
+            nursery.start_soon(asock_client, b, rounds)
 
 
 async def trio_socket_pingpong(rounds: int) -> None:
