@@ -218,9 +218,17 @@ class socket(SocketBase, _socket.socket):
     def sendall(self, data: _Buffer, flags: int = 0, /) -> None:
         """sendall(data[, flags]); a timeout bounds the whole call, and the
         TimeoutError carries ``bytes_sent``."""
-        sent = _core.send_first(self, data, flags)
-        if sent >= 0:
-            self._drive(_core.sendall(self, data, flags, sent), "sendall", flags)
+        sent = 0
+        try:
+            sent = _core.send_first(self, data, flags)
+            if sent >= 0:
+                self._drive(_core.sendall(self, data, flags, sent), "sendall", flags)
+        except BaseException as exc:
+            # What a signal handler raises between the steps, once bytes have
+            # gone, still says how many (the operation stamps its own).
+            if sent > 0 and not hasattr(exc, "bytes_sent"):
+                _core.report_sent(exc, sent)
+            raise
 
     def sendto(self, data: _Buffer, *args: Any) -> int:
         """sendto(data[, flags], address) -> count"""

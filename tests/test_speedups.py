@@ -639,9 +639,10 @@ def test_a_deadline_survives_signals_and_a_raising_handler_ends_the_wait(use_c: 
             signal.setitimer(signal.ITIMER_REAL, 0.1)
             with pytest.raises(Stop):
                 _method(a, "recv_into", use_c)(bytearray(10))
-            signal.setitimer(signal.ITIMER_REAL, 0.1)
+            payload = b"x" * (64 * 2**20)  # made first: the signal must find the call waiting
+            signal.setitimer(signal.ITIMER_REAL, 0.3)
             with pytest.raises(Stop) as stopped:
-                _method(a, "sendall", use_c)(b"x" * (64 * 2**20))
+                _method(a, "sendall", use_c)(payload)
             assert stopped.value.bytes_sent > 0  # type: ignore[attr-defined]
     finally:
         signal.setitimer(signal.ITIMER_REAL, 0)
