@@ -231,13 +231,6 @@ class _TrioRun:
         return f"<trio run {self._token()!r}>"
 
 
-def _trio_module() -> Any:
-    """``asock._trio``, imported once a socket is bound to a trio run."""
-    from . import _trio
-
-    return _trio
-
-
 def _on_own_loop(sock: socket) -> bool:
     """Whether the calling task runs on the asyncio loop ``sock`` is bound to: the one check.
 
@@ -414,7 +407,9 @@ class socket(SocketBase):
         if self._loop.__class__ is _TrioRun:
             # trio: the same rule, waiting with trio (the inline wait below
             # uses the loop's futures).
-            wait = _trio_module().wait
+            from . import _trio
+
+            wait = _trio.wait
             when = None
             try:
                 while True:
