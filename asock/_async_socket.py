@@ -231,7 +231,7 @@ class _TrioRun:
         return f"<trio run {self._token()!r}>"
 
 
-def _on_own_loop(sock: socket) -> bool:
+def _py_on_own_loop(sock: socket) -> bool:
     """Whether the calling task runs on the asyncio loop ``sock`` is bound to: the one check.
 
     Before Python 3.12 (see _SLOW_LOOKUP) it asks whether that loop is running
@@ -422,7 +422,7 @@ class socket(SocketBase):
                 if self._writing is call:
                     self._writing = None
         when = None if timeout is None else _core.deadline(timeout, None)
-        fut = self._arm(direction, call)
+        fut = _arm(self, direction, call)
         try:
             while True:
                 if when is None:
@@ -438,7 +438,7 @@ class socket(SocketBase):
                 if result is not AGAIN:
                     return result
                 when = _core.deadline(timeout, when)
-                fut = self._arm(direction, call)
+                fut = _arm(self, direction, call)
         finally:
             if self._writing is call:
                 self._writing = None
@@ -458,7 +458,7 @@ class socket(SocketBase):
 
             await _trio.wait(self, direction, when, what)
             return
-        await until(self._arm(direction, what), when)
+        await until(_arm(self, direction, what), when)
 
     async def _yield(self) -> None:
         """Let the loop's other tasks run once (the fairness budget)."""
@@ -852,7 +852,7 @@ def _py_recv_now(sock: socket, bufsize: Any, flags: Any) -> Any:
     """
     if sock._ticks >= _BUDGET or sock._timeout is not None:
         return _SLOW
-    if not _on_own_loop(sock):
+    if not _py_on_own_loop(sock):
         return _SLOW  # _enter binds the loop, or raises
     reader = sock._reader
     if reader is not None and not reader.done():
@@ -885,7 +885,7 @@ def _py_recv_into_now(sock: socket, buffer: Any, nbytes: Any, flags: Any, want: 
     """recv_into's first step (as ``_py_recv_now``); ``want`` is ``_core.into_size``'s."""
     if sock._ticks >= _BUDGET or sock._timeout is not None:
         return _SLOW
-    if not _on_own_loop(sock):
+    if not _py_on_own_loop(sock):
         return _SLOW
     reader = sock._reader
     if reader is not None and not reader.done():
@@ -919,13 +919,18 @@ def _py_sendall_now(sock: socket, data: Any, flags: Any) -> Any:
     went (0: it would block), the rest being ``_drive``'s; or _SLOW, nothing done."""
     if type(flags) is not int or sock._ticks >= _BUDGET or sock._writing is not None:
         return _SLOW  # the general path yields, or refuses a second send
-    if not _on_own_loop(sock):
+    if not _py_on_own_loop(sock):
         return _SLOW
     sent = _core.send_first(sock._sock, data, flags | _NOSIGNAL)
     if sent < 0:
         sock._ticks += 1
         return None
     return sent
+
+
+def _py_arm(sock: socket, direction: int, what: Any) -> asyncio.Future[None]:
+    """``sock._arm(direction, what)`` as a step, for the waits written out inline."""
+    return sock._arm(direction, what)
 
 
 #: The pure-Python steps and readiness callbacks: the reference, whichever set is in use.
@@ -939,6 +944,8 @@ REFERENCE: dict[str, Callable[..., Any]] = {
     "on_readable": _py_on_readable,
     "on_writable": _py_on_writable,
     "on_ready_once": _py_on_ready_once,
+    "on_own_loop": _py_on_own_loop,
+    "arm": _py_arm,
 }
 
 
@@ -988,3 +995,5 @@ _into_size = STEPS["into_size"]
 _on_readable = STEPS["on_readable"]
 _on_writable = STEPS["on_writable"]
 _on_ready_once = STEPS["on_ready_once"]
+_on_own_loop = STEPS["on_own_loop"]
+_arm = STEPS["arm"]

@@ -1286,7 +1286,7 @@ static PyTypeObject *read_watch_type, *write_watch_type;
 static PyObject *base_create_future, *base_is_running, *future_type, *kw_loop;
 /* The twins. */
 static PyObject *tw_recv_now, *tw_recv_again, *tw_recv_into_now, *tw_recv_into_again, *tw_sendall_now,
-    *tw_on_readable, *tw_on_writable, *tw_on_ready_once;
+    *tw_on_readable, *tw_on_writable, *tw_on_ready_once, *tw_on_own_loop, *tw_arm;
 static PyObject *str_create_future, *str_is_running, *str_thread_id, *str_done, *str_set_result, *str_arm,
     *str_unwatch;
 
@@ -2000,6 +2000,36 @@ step_into_size(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     return size == -2 ? NULL : PyLong_FromSsize_t(size);
 }
 
+/* _on_own_loop(sock): the check every call starts with, without the two
+   Python calls the twin makes before Python 3.12. */
+static PyObject *
+step_on_own_loop(PyObject *module, PyObject *sock)
+{
+    if (!known(sock)) {
+        return PyObject_CallOneArg(tw_on_own_loop, sock);
+    }
+    int res = on_its_loop(sock);
+    if (res < 0) {
+        return NULL;
+    }
+    return PyBool_FromLong(res);
+}
+
+/* _arm(sock, direction, what): the waiter, made as the steps make it. */
+static PyObject *
+step_arm(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    Py_ssize_t direction;
+    if (nargs != 3 || !known(args[0]) || !PyLong_CheckExact(args[1]) || !small_value(args[1], &direction) ||
+        (direction != A_READ && direction != A_WRITE)) {
+        return twin(tw_arm, args, nargs);
+    }
+    if (arm(args[0], (int)direction, args[2], 0) < 0) {
+        return NULL;
+    }
+    return Py_NewRef(SLOT(args[0], direction == A_READ ? a_reader : a_writer));
+}
+
 /* -- installing the async steps ---------------------------------------------- */
 
 static PyMethodDef async_defs[] = {
@@ -2012,6 +2042,8 @@ static PyMethodDef async_defs[] = {
     {"on_readable", on_readable, METH_O, NULL},
     {"on_writable", on_writable, METH_O, NULL},
     {"on_ready_once", on_ready_once, METH_O, NULL},
+    {"on_own_loop", step_on_own_loop, METH_O, NULL},
+    {"arm", (PyCFunction)(void (*)(void))step_arm, METH_FASTCALL, NULL},
 };
 
 /* A new reference to mapping[key]; KeyError if it is missing. */
@@ -2085,6 +2117,7 @@ async_steps(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
         set_once(&tw_on_readable, item(ref, "on_readable")) < 0 ||
         set_once(&tw_on_writable, item(ref, "on_writable")) < 0 ||
         set_once(&tw_on_ready_once, item(ref, "on_ready_once")) < 0 ||
+        set_once(&tw_on_own_loop, item(ref, "on_own_loop")) < 0 || set_once(&tw_arm, item(ref, "arm")) < 0 ||
         set_once(&kw_loop, Py_BuildValue("(s)", "loop")) < 0 ||
         set_once(&str_create_future, PyUnicode_InternFromString("create_future")) < 0 ||
         set_once(&str_is_running, PyUnicode_InternFromString("is_running")) < 0 ||

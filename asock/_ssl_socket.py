@@ -19,7 +19,7 @@ from collections.abc import Callable
 from typing import Any, cast, overload
 
 from . import _core
-from ._async_socket import _TrioRun, _waiting, socket, until
+from ._async_socket import _BUDGET, _arm, _on_own_loop, _TrioRun, _waiting, socket, until
 from ._core import READ
 from ._tls import BOTH, PEER, RECEIVER, RECORD, SENDER, TLSState, check_size, want_read
 
@@ -201,7 +201,7 @@ class SSLSocket(socket):
         # The hot path: the core's common-case step (``recv_step``) with the
         # wait written out here, as the async socket's ``_io`` does; anything
         # unusual goes to the core's general operation, through ``_drive``.
-        if self._sock.fileno() < 0:
+        if self._fd < 0:
             raise _core.closed_error()
         if flags != 0:
             raise _flags_error("recv", self.__class__)
@@ -211,8 +211,9 @@ class SSLSocket(socket):
             size = check_size(bufsize)
         if not size:
             return b""
-        while self._enter(0, "recv"):
-            await self._yield()
+        if not (self._ticks < _BUDGET and _on_own_loop(self)):  # else _enter has nothing to do
+            while self._enter(0, "recv"):
+                await self._yield()
         tls = self._tls
         timeout = self._timeout
         patient = timeout != 0.0
@@ -222,8 +223,18 @@ class SSLSocket(socket):
                 if not patient:
                     raise want_read()
                 when = None if timeout is None else _core.deadline(timeout, None)
+                inline = self._loop.__class__ is not _TrioRun
                 while True:
-                    await self._wait(READ, when, "recv")
+                    if inline:
+                        # _wait's wait written out: the coroutines it goes
+                        # through cost more than the rest of the receive.
+                        fut = _arm(self, READ, "recv")
+                        if when is None:
+                            await fut
+                        else:
+                            await until(fut, when)
+                    else:
+                        await self._wait(READ, when, "recv")
                     data = tls.recv_step(size, patient, self, True)
                     if data is not READ:
                         break
@@ -268,12 +279,13 @@ class SSLSocket(socket):
         An interrupting exception carries ``bytes_sent``, the bytes committed
         to the TLS stream (they reach the peer before anything sent later).
         """
-        if self._sock.fileno() < 0:
+        if self._fd < 0:
             raise _core.closed_error()
         if flags != 0:
             raise _flags_error("sendall", self.__class__)
-        while self._enter(0, "sendall"):
-            await self._yield_sending()
+        if not (self._ticks < _BUDGET and _on_own_loop(self)):  # as in recv
+            while self._enter(0, "sendall"):
+                await self._yield_sending()
         tls = self._tls
         done = tls.send_now(data, self)  # claims the role; gives it back if that was all
         if done >= 0:

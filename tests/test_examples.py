@@ -259,10 +259,22 @@ def test_demo_on_trio() -> None:
 SERVING = re.compile(r"serving on 127\.0\.0\.1:(\d+) with 2 workers: \[(\d+), (\d+)\]\n")
 
 
+def _children(pid: int) -> set[int]:
+    """The live child processes of ``pid`` (Linux's /proc; empty where it cannot tell)."""
+    children: set[int] = set()
+    with contextlib.suppress(OSError):
+        for task in os.listdir(f"/proc/{pid}/task"):
+            with open(f"/proc/{pid}/task/{task}/children") as listing:
+                children.update(int(child) for child in listing.read().split())
+    return children
+
+
 def _stop_workers(proc: subprocess.Popen[str], workers: set[int]) -> None:
-    """Ctrl-C the parent, which stops its workers; if that fails, kill them all."""
+    """Ctrl-C the parent, which stops its workers; if that fails, kill them all
+    (found through /proc if the parent never said which they are)."""
     if proc.poll() is not None:
         return
+    workers = workers | _children(proc.pid)
     proc.send_signal(signal.SIGINT)
     try:
         proc.wait(timeout=30)
@@ -271,6 +283,16 @@ def _stop_workers(proc: subprocess.Popen[str], workers: set[int]) -> None:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
         proc.wait()
+
+
+def _first_line(proc: subprocess.Popen[str], timeout: float = 30) -> str:
+    """The process's first line of output, or "" if none comes within ``timeout``."""
+    assert proc.stdout is not None
+    with selectors.DefaultSelector() as selector:
+        selector.register(proc.stdout, selectors.EVENT_READ)
+        if not selector.select(timeout):
+            return ""
+    return proc.stdout.readline()
 
 
 @pytest.mark.skipif(not hasattr(socket, "SO_REUSEPORT"), reason="needs SO_REUSEPORT")
@@ -286,8 +308,7 @@ def test_serve_workers(loop: list[str]) -> None:
         text=True,
     ) as proc:
         try:
-            assert proc.stdout is not None
-            line = proc.stdout.readline()
+            line = _first_line(proc)
             match = SERVING.fullmatch(line)
             if match is None:
                 _stop_workers(proc, workers)

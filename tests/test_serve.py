@@ -6,7 +6,6 @@ import asyncio
 import errno
 import logging
 import os
-import signal
 import socket
 import subprocess
 import sys
@@ -457,46 +456,6 @@ async def test_without_a_shutdown_timeout_a_cancelled_scope_waits_for_the_handle
             await wait_for(serving, 10)
     assert scope.cancelled_caught
     assert not cancelled
-
-
-@pytest.mark.timeout(60)
-@pytest.mark.parametrize("workers_loop", [pytest.param([], id="asyncio"), pytest.param(["--trio"], id="trio")])
-def test_serve_workers_example_shares_one_port(workers_loop: list[str]) -> None:
-    script = ROOT / "examples" / "serve_workers.py"
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    proc = subprocess.Popen(
-        [sys.executable, str(script), "--workers", "2", "--port", "0", *workers_loop],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=env,
-    )
-    try:
-        assert proc.stdout is not None
-        line = proc.stdout.readline()
-        assert line.startswith("serving on 127.0.0.1:"), line + (proc.stderr.read() if proc.stderr else "")
-        port = int(line.split()[2].rsplit(":", 1)[1])
-        pids = set()
-        for i in range(32):
-            with socket.create_connection(("127.0.0.1", port), timeout=10) as conn:
-                conn.sendall(b"hello %d\n" % i)
-                reply = conn.makefile("rb").readline()
-                pid, text = reply.split(b" ", 1)
-                assert text == b"hello %d\n" % i
-                pids.add(int(pid))
-        # SO_REUSEPORT spreads connections over the listeners by a hash of
-        # their addresses: with 32 connections both workers get some.
-        assert len(pids) == 2
-        assert proc.pid not in pids
-    finally:
-        proc.send_signal(signal.SIGINT)
-        try:
-            _, err = proc.communicate(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.communicate()
-            raise
-    assert proc.returncode == 0, err
 
 
 EMFILE_SERVER = """

@@ -45,6 +45,8 @@ ROOT = Path(__file__).resolve().parent.parent
 DISABLED = os.environ.get("ASOCK_NO_EXTENSIONS", "") not in ("", "0")
 STEP_NAMES = ("recv_now", "recv_again", "recv_into_now", "recv_into_again", "sendall_now", "into_size")
 CALLBACKS = ("on_readable", "on_writable", "on_ready_once")
+#: The steps that the TLS socket's waits and every call's first check use.
+HELPERS = ("on_own_loop", "arm")
 
 needs_extension = pytest.mark.skipif(not _async_socket.EXTENSION, reason="the C extension is not in use")
 
@@ -57,7 +59,7 @@ def test_the_steps_are_the_extension_s_when_it_is_in_use() -> None:
 
     # One switch for both: the facade's methods and the async steps.
     assert _async_socket.EXTENSION is _sync_socket.EXTENSION
-    assert set(_async_socket.STEPS) == set(_async_socket.REFERENCE) == {*STEP_NAMES, *CALLBACKS}
+    assert set(_async_socket.STEPS) == set(_async_socket.REFERENCE) == {*STEP_NAMES, *CALLBACKS, *HELPERS}
     for name, step in _async_socket.STEPS.items():
         assert getattr(_async_socket, f"_{name}") is step
         if _async_socket.EXTENSION:
@@ -170,6 +172,10 @@ def outcome(step: Callable[..., Any], args: tuple[Any, ...]) -> tuple[Any, ...]:
             exc.__context__,
             getattr(exc, "bytes_sent", None),
         )
+    if isinstance(result, asyncio.Future):
+        sock = args[0]
+        which = "reader" if result is sock._reader else "writer" if result is sock._writer else "another"
+        return ("returned", type(result), which, result.done())
     if result is AGAIN:
         return ("AGAIN",)
     if result is _async_socket._SLOW:
@@ -249,6 +255,24 @@ async def test_recv_steps(name: str, state: dict[str, Any]) -> None:
     for args in RECV_ARGS:
         compare(name, state, lambda sock, args=args: (sock, *args))
     compare(name, state, lambda sock: (sock, 100))  # a call of the wrong shape
+
+
+HELPER_CALLS: list[tuple[str, Callable[[asock.socket], tuple[Any, ...]]]] = [
+    ("on_own_loop", lambda sock: (sock,)),
+    ("arm", lambda sock: (sock, READ, "recv")),
+    ("arm", lambda sock: (sock, WRITE, "sendall")),
+    ("arm", lambda sock: (sock, READ | WRITE, "recv")),
+    ("arm", lambda sock: (sock, True, "recv")),
+    ("arm", lambda sock: (sock, "1", "recv")),
+    ("arm", lambda sock: (sock, READ)),  # a call of the wrong shape
+]
+
+
+@needs_extension
+@pytest.mark.parametrize("state", RECEIVE_STATES, ids=repr)
+async def test_loop_check_and_arm_steps(state: dict[str, Any]) -> None:
+    for name, make_args in HELPER_CALLS:
+        compare(name, state, make_args)
 
 
 INTO_ARGS: list[Callable[[], tuple[Any, ...]]] = [
