@@ -184,3 +184,18 @@ def test_fairness_benchmark_prints_each_budget() -> None:
     assert {row[1] for row in rows} >= {"asyncio"}, proc.stdout
     # receives per second were measured, not printed as a placeholder
     assert all(int(row[2].replace(",", "")) > 0 for row in rows), proc.stdout
+
+
+def _instruction_cases() -> list[str]:
+    spec = importlib.util.spec_from_file_location("instructions", BENCH / "instructions.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return list(module.CASES)
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("case", _instruction_cases())
+def test_every_instruction_count_workload_runs(case: str) -> None:
+    # The workload alone (no valgrind), a few round trips: it must finish cleanly.
+    run(str(BENCH / "instructions.py"), "--run", case, "--rounds", "3", timeout=50)

@@ -25,6 +25,13 @@ Cases:
 - ``asock-trio``, ``trio-socket``: the same 50 connections under
   ``trio.run``, one end echoing; ``asock.socket`` against trio's own
   ``trio.socket`` (whose ``send`` is called in a loop: it has no ``sendall``).
+- ``asock-tls-asyncio``, ``streams-tls-asyncio`` (and ``-uvloop``): 50 TLS
+  connections over socketpairs, 1 KiB messages; the client end is an
+  ``asock.SSLSocket`` in both, the echoing end an ``asock.SSLSocket`` or
+  asyncio streams with ``ssl=``.  Both ends count, so the server's share is
+  the total less the client's, which is half of ``asock-tls-*`` (its two ends
+  do the same work).  The certificate is made once (trustme) and shared by
+  both runs of a case, so the handshakes cancel out too.
 - ``sync-blocking``, ``sync-timeout``, ``stdlib-blocking``, ``stdlib-timeout``:
   one socketpair, 100 B messages, the echo in a second thread; both ends use
   ``asock.sync`` or the stdlib ``socket`` module, in blocking mode or with
@@ -36,10 +43,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import collections
+import functools
 import importlib.util
 import os
 import re
 import shutil
+import socket
 import subprocess
 import sys
 import tempfile
@@ -64,6 +73,10 @@ CASES = (
     "floor-uvloop",
     "asock-trio",
     "trio-socket",
+    "asock-tls-asyncio",
+    "streams-tls-asyncio",
+    "asock-tls-uvloop",
+    "streams-tls-uvloop",
     "sync-blocking",
     "stdlib-blocking",
     "sync-timeout",
@@ -74,6 +87,8 @@ PAIRS = {
     "asock-asyncio": "floor-asyncio",
     "asock-uvloop": "floor-uvloop",
     "asock-trio": "trio-socket",
+    "asock-tls-asyncio": "streams-tls-asyncio",
+    "asock-tls-uvloop": "streams-tls-uvloop",
     "sync-blocking": "stdlib-blocking",
     "sync-timeout": "stdlib-timeout",
 }
@@ -213,6 +228,62 @@ async def trio_socket_pingpong(rounds: int) -> None:
             nursery.start_soon(client, b)
 
 
+def _tls_contexts() -> tuple[Any, Any]:
+    """The server's and the client's contexts, for the certificate in ``$ASOCK_BENCH_CERT``."""
+    import ssl
+
+    pem = os.environ["ASOCK_BENCH_CERT"]
+    server = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    server.load_cert_chain(pem)
+    client = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    client.load_verify_locations(pem + ".ca")
+    return server, client
+
+
+async def tls_pingpong(streams: bool, rounds: int) -> None:
+    import asock
+
+    server_context, client_context = _tls_contexts()
+    loop = asyncio.get_running_loop()
+
+    async def client(sock: Any) -> None:
+        await asock_client(await asock.start_tls(sock, client_context, server_hostname="localhost"), rounds)
+
+    async def asock_server(sock: Any) -> None:
+        await asock_echo(await asock.start_tls(sock, server_context, server_side=True))
+
+    async def streams_server(sock: socket.socket) -> None:
+        reader = asyncio.StreamReader()
+        protocol = asyncio.StreamReaderProtocol(reader)
+        transport, _ = await loop.connect_accepted_socket(lambda: protocol, sock, ssl=server_context)
+        writer = asyncio.StreamWriter(transport, protocol, reader, loop)
+        while data := await reader.read(BUFSIZE):
+            writer.write(data)
+            await writer.drain()
+        writer.close()
+
+    tasks = []
+    for _ in range(CONNS):
+        a, b = socket.socketpair()
+        if streams:
+            tasks.append(asyncio.create_task(streams_server(a)))
+        else:
+            tasks.append(asyncio.create_task(asock_server(asock.socket(fileno=a.detach()))))
+        tasks.append(asyncio.create_task(client(asock.socket(fileno=b.detach()))))
+    await asyncio.gather(*tasks)
+
+
+def make_certificate(directory: str) -> str:
+    """A certificate (PEM, with its key) for "localhost", its CA beside it (``.ca``)."""
+    import trustme
+
+    ca = trustme.CA()
+    path = os.path.join(directory, "cert.pem")
+    ca.issue_cert("localhost").private_key_and_cert_chain_pem.write_to_path(path)
+    ca.cert_pem.write_to_path(path + ".ca")
+    return path
+
+
 def sync_pingpong(module: Any, timeout: float | None, rounds: int) -> None:
     a, b = module.socketpair()
     a.settimeout(timeout)
@@ -244,8 +315,13 @@ def run(case: str, rounds: int) -> None:
 
         trio.run(asock_trio_pingpong if impl == "asock" else trio_socket_pingpong, rounds)
         return
-    if impl in ("asock", "floor"):
-        work: Callable[[int], Any] = asock_pingpong if impl == "asock" else floor_pingpong
+    if impl in ("asock", "floor", "streams"):
+        work: Callable[[int], Any]
+        if mode.startswith("tls-"):
+            mode = mode[4:]
+            work = functools.partial(tls_pingpong, impl == "streams")
+        else:
+            work = asock_pingpong if impl == "asock" else floor_pingpong
         if mode == "uvloop":
             import uvloop
 
@@ -313,7 +389,10 @@ def main() -> int:
     parser.add_argument("--long", type=int, default=300, help="round trips per connection of the longer run")
     args = parser.parse_args()
     if args.run:
-        run(args.run, args.rounds)
+        with tempfile.TemporaryDirectory() as tmp:
+            if "tls" in args.run and "ASOCK_BENCH_CERT" not in os.environ:
+                os.environ["ASOCK_BENCH_CERT"] = make_certificate(tmp)
+            run(args.run, args.rounds)
         return 0
     if shutil.which("valgrind") is None:
         print("valgrind is not installed (Debian: apt-get install valgrind)", file=sys.stderr)
@@ -321,11 +400,18 @@ def main() -> int:
     cases = args.case or list(CASES)
     results: dict[str, float] = {}
     print(f"instructions per round trip (callgrind, {args.long} - {args.short} round trips per connection)")
+    certificates = tempfile.TemporaryDirectory(prefix="asock-instructions-")
     for case in cases:
-        needs = "uvloop" if case.endswith("uvloop") else "trio" if "trio" in case else None
-        if needs is not None and importlib.util.find_spec(needs) is None:
-            print(f"{case:<18} SKIP ({needs} is not installed)")
+        needs = [name for name in ("uvloop", "trio") if name in case]
+        if "tls" in case:
+            needs.append("trustme")
+        missing = [name for name in needs if importlib.util.find_spec(name) is None]
+        if missing:
+            print(f"{case:<19} SKIP ({missing[0]} is not installed)")
             continue
+        if "tls" in case and "ASOCK_BENCH_CERT" not in os.environ:
+            # One certificate for every run: the handshakes cost the same in both lengths.
+            os.environ["ASOCK_BENCH_CERT"] = make_certificate(certificates.name)
         results[case] = marginal(case, args.short, args.long)
         reference = PAIRS.get(case)
         ratio = ""
@@ -334,7 +420,8 @@ def main() -> int:
         for other, ref in PAIRS.items():
             if ref == case and other in results:
                 ratio = f"  ({other}: {results[other] / results[case]:.2f} x)"
-        print(f"{case:<18} {results[case]:>10,.0f}{ratio}", flush=True)
+        print(f"{case:<19} {results[case]:>10,.0f}{ratio}", flush=True)
+    certificates.cleanup()
     return 0
 
 
