@@ -323,26 +323,6 @@ class socket(SocketBase):
 
     # -- the driver: how to wait ---------------------------------------------
 
-    def _enter(self, direction: int, what: Any) -> bool:
-        """Start a call: check that it runs on this socket's loop (binding it on first use).
-
-        True when the task must yield once first, and then call again: a task
-        whose calls keep completing at once yields after ``_BUDGET`` of them,
-        so it cannot starve the loop's other tasks (before the syscall, so no
-        data is held across the yield).  Otherwise the call may go on, except
-        that a send is refused while another task's send is in progress (its
-        bytes would land in the middle of the other call's): checked last, so
-        that it also holds after the yield.
-        """
-        if not _on_own_loop(self):
-            self._bind_loop()
-        if self._ticks >= _BUDGET:
-            self._ticks = 0
-            return True
-        if direction == WRITE and self._writing is not None:
-            raise BusyError(self._busy_message(what, self._writing, "send"))
-        return False
-
     def _bind_loop(self) -> None:
         bound = self._loop
         if bound.__class__ is _TrioRun and bound.is_current():
@@ -384,7 +364,7 @@ class socket(SocketBase):
         the first try (``_core.wait_first``); ``flags`` are the call's MSG_*
         flags, for the give-up rule.
         """
-        while self._enter(direction, call):
+        while _enter(self, direction, call):
             await self._yield()
         if first and direction == READ and self._reader is not None and not self._reader.done():
             # Another task waits to receive: try, as a receive with no hint
@@ -576,7 +556,7 @@ class socket(SocketBase):
         """Connect to ``address``; a host name is resolved off the loop."""
         sock = self._sock
         address = await resolve_address(sock.family, sock.type, sock.proto, address)
-        while self._enter(0, "connect"):  # no direction's rule applies: connect is not a send
+        while _enter(self, 0, "connect"):  # no direction's rule applies: connect is not a send
             await self._yield()
         await self._drive(_core.connect(sock, address), "connect")
 
@@ -664,7 +644,7 @@ class socket(SocketBase):
         if isinstance(flags, int):
             flags |= _NOSIGNAL  # else the native call rejects it, in the stdlib's order
         if sent is _SLOW:
-            while self._enter(WRITE, "sendall"):
+            while _enter(self, WRITE, "sendall"):
                 await self._yield_sending()
             sent = _core.send_first(self._sock, data, flags)
             if sent < 0:
@@ -712,7 +692,7 @@ class socket(SocketBase):
         ``bytes_sent`` and leaves the file positioned just after them.
         """
         _core.check_sendfile(self._sock.type, file, count)
-        while self._enter(WRITE, "sendfile"):
+        while _enter(self, WRITE, "sendfile"):
             await self._yield_sending()
         op = _core.sendfile(self._sock, file, offset, count, self._timeout == 0.0)
         return await self._drive(op, "sendfile")
@@ -928,6 +908,28 @@ def _py_sendall_now(sock: socket, data: Any, flags: Any) -> Any:
     return sent
 
 
+def _py_enter(sock: socket, direction: int, what: Any) -> bool:
+    """Start a call: check that it runs on the socket's loop (binding it on first use).
+
+    True when the task must yield once first, and then call again: a task
+    whose calls keep completing at once yields after ``_BUDGET`` of them, so
+    it cannot starve the loop's other tasks (before the syscall, so no data
+    is held across the yield).  Otherwise the call may go on, except that a
+    send is refused while another task's send is in progress (its bytes
+    would land in the middle of the other call's): checked last, so that it
+    also holds after the yield.  Every call starts with it, as ``_enter``
+    (the C step where the extension is in use).
+    """
+    if not _py_on_own_loop(sock):
+        sock._bind_loop()
+    if sock._ticks >= _BUDGET:
+        sock._ticks = 0
+        return True
+    if direction == WRITE and sock._writing is not None:
+        raise BusyError(sock._busy_message(what, sock._writing, "send"))
+    return False
+
+
 def _py_arm(sock: socket, direction: int, what: Any) -> asyncio.Future[None]:
     """``sock._arm(direction, what)`` as a step, for the waits written out inline."""
     return sock._arm(direction, what)
@@ -945,6 +947,7 @@ REFERENCE: dict[str, Callable[..., Any]] = {
     "on_writable": _py_on_writable,
     "on_ready_once": _py_on_ready_once,
     "on_own_loop": _py_on_own_loop,
+    "enter": _py_enter,
     "arm": _py_arm,
 }
 
@@ -996,4 +999,5 @@ _on_readable = STEPS["on_readable"]
 _on_writable = STEPS["on_writable"]
 _on_ready_once = STEPS["on_ready_once"]
 _on_own_loop = STEPS["on_own_loop"]
+_enter = STEPS["enter"]
 _arm = STEPS["arm"]

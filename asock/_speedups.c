@@ -1286,7 +1286,7 @@ static PyTypeObject *read_watch_type, *write_watch_type;
 static PyObject *base_create_future, *base_is_running, *future_type, *kw_loop;
 /* The twins. */
 static PyObject *tw_recv_now, *tw_recv_again, *tw_recv_into_now, *tw_recv_into_again, *tw_sendall_now,
-    *tw_on_readable, *tw_on_writable, *tw_on_ready_once, *tw_on_own_loop, *tw_arm;
+    *tw_on_readable, *tw_on_writable, *tw_on_ready_once, *tw_on_own_loop, *tw_enter, *tw_arm;
 static PyObject *str_create_future, *str_is_running, *str_thread_id, *str_done, *str_set_result, *str_arm,
     *str_unwatch;
 
@@ -2015,6 +2015,31 @@ step_on_own_loop(PyObject *module, PyObject *sock)
     return PyBool_FromLong(res);
 }
 
+/* _enter(sock, direction, what): False where the method would do nothing (the
+   socket's own loop, the budget not spent, no send in progress for a send);
+   else the method, which binds, yields or refuses. */
+static PyObject *
+step_enter(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    Py_ssize_t direction, ticks;
+    if (nargs != 3 || !known(args[0]) || !PyLong_CheckExact(args[1]) || !small_value(args[1], &direction) ||
+        !int_slot(args[0], a_ticks, &ticks) || ticks >= a_budget) {
+        return twin(tw_enter, args, nargs);
+    }
+    PyObject *writing = SLOT(args[0], a_writing);
+    if (direction == A_WRITE && writing != NULL && writing != Py_None) {
+        return twin(tw_enter, args, nargs);
+    }
+    int res = on_its_loop(args[0]);
+    if (res < 0) {
+        return NULL;
+    }
+    if (!res) {
+        return twin(tw_enter, args, nargs);
+    }
+    Py_RETURN_FALSE;
+}
+
 /* _arm(sock, direction, what): the waiter, made as the steps make it. */
 static PyObject *
 step_arm(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
@@ -2043,6 +2068,7 @@ static PyMethodDef async_defs[] = {
     {"on_writable", on_writable, METH_O, NULL},
     {"on_ready_once", on_ready_once, METH_O, NULL},
     {"on_own_loop", step_on_own_loop, METH_O, NULL},
+    {"enter", (PyCFunction)(void (*)(void))step_enter, METH_FASTCALL, NULL},
     {"arm", (PyCFunction)(void (*)(void))step_arm, METH_FASTCALL, NULL},
 };
 
@@ -2117,7 +2143,8 @@ async_steps(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
         set_once(&tw_on_readable, item(ref, "on_readable")) < 0 ||
         set_once(&tw_on_writable, item(ref, "on_writable")) < 0 ||
         set_once(&tw_on_ready_once, item(ref, "on_ready_once")) < 0 ||
-        set_once(&tw_on_own_loop, item(ref, "on_own_loop")) < 0 || set_once(&tw_arm, item(ref, "arm")) < 0 ||
+        set_once(&tw_on_own_loop, item(ref, "on_own_loop")) < 0 || set_once(&tw_enter, item(ref, "enter")) < 0 ||
+        set_once(&tw_arm, item(ref, "arm")) < 0 ||
         set_once(&kw_loop, Py_BuildValue("(s)", "loop")) < 0 ||
         set_once(&str_create_future, PyUnicode_InternFromString("create_future")) < 0 ||
         set_once(&str_is_running, PyUnicode_InternFromString("is_running")) < 0 ||

@@ -19,7 +19,7 @@ from collections.abc import Callable
 from typing import Any, cast, overload
 
 from . import _core
-from ._async_socket import _BUDGET, _arm, _on_own_loop, _TrioRun, _waiting, socket, until
+from ._async_socket import _arm, _enter, _TrioRun, _waiting, socket, until
 from ._core import READ
 from ._tls import BOTH, PEER, RECEIVER, RECORD, SENDER, TLSState, check_size, want_read
 
@@ -157,7 +157,7 @@ class SSLSocket(socket):
     async def _run(self, role: int, what: str, op: Callable[[TLSState], TLSOp[Any]]) -> Any:
         """Claim ``role`` for the call ``what`` and drive its TLS operation."""
         tls = self._state()
-        while self._enter(0, what):
+        while _enter(self, 0, what):
             if role == SENDER:
                 await self._yield_sending()
             else:
@@ -172,7 +172,7 @@ class SSLSocket(socket):
 
     async def _handshake(self, bound: float | None) -> None:
         tls = self._tls
-        while self._enter(0, "do_handshake"):
+        while _enter(self, 0, "do_handshake"):
             await self._yield()
         tls.claim(BOTH, "do_handshake", self)
         timeout = self._timeout
@@ -211,9 +211,8 @@ class SSLSocket(socket):
             size = check_size(bufsize)
         if not size:
             return b""
-        if not (self._ticks < _BUDGET and _on_own_loop(self)):  # else _enter has nothing to do
-            while self._enter(0, "recv"):
-                await self._yield()
+        while _enter(self, 0, "recv"):
+            await self._yield()
         tls = self._tls
         timeout = self._timeout
         patient = timeout != 0.0
@@ -283,9 +282,8 @@ class SSLSocket(socket):
             raise _core.closed_error()
         if flags != 0:
             raise _flags_error("sendall", self.__class__)
-        if not (self._ticks < _BUDGET and _on_own_loop(self)):  # as in recv
-            while self._enter(0, "sendall"):
-                await self._yield_sending()
+        while _enter(self, 0, "sendall"):
+            await self._yield_sending()
         tls = self._tls
         done = tls.send_now(data, self)  # claims the role; gives it back if that was all
         if done >= 0:

@@ -45,8 +45,8 @@ ROOT = Path(__file__).resolve().parent.parent
 DISABLED = os.environ.get("ASOCK_NO_EXTENSIONS", "") not in ("", "0")
 STEP_NAMES = ("recv_now", "recv_again", "recv_into_now", "recv_into_again", "sendall_now", "into_size")
 CALLBACKS = ("on_readable", "on_writable", "on_ready_once")
-#: The steps that the TLS socket's waits and every call's first check use.
-HELPERS = ("on_own_loop", "arm")
+#: The steps every call starts with (the loop check, the budget) and the inline waits use.
+HELPERS = ("on_own_loop", "enter", "arm")
 
 needs_extension = pytest.mark.skipif(not _async_socket.EXTENSION, reason="the C extension is not in use")
 
@@ -259,6 +259,11 @@ async def test_recv_steps(name: str, state: dict[str, Any]) -> None:
 
 HELPER_CALLS: list[tuple[str, Callable[[asock.socket], tuple[Any, ...]]]] = [
     ("on_own_loop", lambda sock: (sock,)),
+    ("enter", lambda sock: (sock, 0, "recv")),
+    ("enter", lambda sock: (sock, READ, "recv")),
+    ("enter", lambda sock: (sock, WRITE, "sendall")),
+    ("enter", lambda sock: (sock, "2", "sendall")),
+    ("enter", lambda sock: (sock, 0)),  # a call of the wrong shape
     ("arm", lambda sock: (sock, READ, "recv")),
     ("arm", lambda sock: (sock, WRITE, "sendall")),
     ("arm", lambda sock: (sock, READ | WRITE, "recv")),
